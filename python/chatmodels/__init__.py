@@ -1,0 +1,110 @@
+"""chatmodels: one thread-safe registry of chat-model providers.
+
+Register a provider by name with a creator and its metadata, then create instances by name:
+
+    >>> import chatmodels
+    >>> chatmodels.register_global("echo", EchoModel, metadata={"capabilities": ["chat"]})
+    >>> model = chatmodels.new_registry_provider("echo", {"model": "echo-1"})
+"""
+
+from __future__ import annotations
+
+from ._backend import backend
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    CancelledError,
+    CapabilityNotSupportedError,
+    ChatModelError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    CreationError,
+    CreationTimeoutError,
+    ErrorCode,
+    InternalError,
+    InvalidConfigError,
+    InvalidCreatorError,
+    InvalidProviderNameError,
+    InvalidResponseError,
+    NetworkError,
+    PermissionDeniedError,
+    ProviderAlreadyRegisteredError,
+    ProviderNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
+    TimeoutError,
+)
+from ._metadata import Capability, ProviderMetadata, ProviderOptions, Secret
+from ._model import ChatModel
+from ._registry import (
+    ENTRY_POINT_GROUP,
+    Creator,
+    PluginWarning,
+    ProviderRegistry,
+    anew_registry_provider,
+    get_global_registry,
+    get_provider_metadata,
+    get_providers_by_capability,
+    is_provider_registered,
+    list_providers,
+    new_registry_provider,
+    register_global,
+    register_global_with_metadata,
+    unregister_provider,
+)
+
+__version__: str
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelledError",
+    "Capability",
+    "CapabilityNotSupportedError",
+    "ChatModel",
+    "ChatModelError",
+    "ContentFilteredError",
+    "ContextLengthExceededError",
+    "CreationError",
+    "CreationTimeoutError",
+    "Creator",
+    "ErrorCode",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidCreatorError",
+    "InvalidProviderNameError",
+    "InvalidResponseError",
+    "NetworkError",
+    "PermissionDeniedError",
+    "PluginWarning",
+    "ProviderAlreadyRegisteredError",
+    "ProviderMetadata",
+    "ProviderNotFoundError",
+    "ProviderOptions",
+    "ProviderRegistry",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "Secret",
+    "TimeoutError",
+    "anew_registry_provider",
+    "backend",
+    "get_global_registry",
+    "get_provider_metadata",
+    "get_providers_by_capability",
+    "is_provider_registered",
+    "list_providers",
+    "new_registry_provider",
+    "register_global",
+    "register_global_with_metadata",
+    "unregister_provider",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("chatmodels")
+    raise AttributeError(f"module 'chatmodels' has no attribute {name!r}")

@@ -1,0 +1,377 @@
+"""Errors: one hierarchy under `ChatModelError`, each carrying op, code and cause.
+
+    ChatModelError
+    ├── InvalidProviderNameError      invalid_provider_name
+    ├── InvalidCreatorError           invalid_creator
+    ├── ProviderAlreadyRegisteredError provider_already_registered
+    ├── ProviderNotFoundError         provider_not_found
+    ├── InvalidConfigError            invalid_config
+    ├── CapabilityNotSupportedError   capability_not_supported
+    ├── CreationError                 creation_failed
+    │   └── CreationTimeoutError      creation_timeout
+    └── APIError                      any call-time code (see `error_class_for`)
+        ├── AuthenticationError       authentication
+        ├── PermissionDeniedError     permission_denied
+        ├── RateLimitError            rate_limited
+        ├── TimeoutError              timeout
+        ├── NetworkError              network
+        ├── ContextLengthExceededError context_length_exceeded
+        ├── ContentFilteredError      content_filtered
+        ├── BadRequestError           bad_request
+        ├── ProviderUnavailableError  provider_unavailable
+        ├── InvalidResponseError      invalid_response
+        ├── CancelledError            cancelled
+        └── InternalError             internal
+
+Messages read `chatmodels.<op>: <detail> (code=<code>)`. The API key never reaches a message:
+callers pass details that do not contain it, and `redact` scrubs known secrets from provider
+messages before they are kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Iterable
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelledError",
+    "CapabilityNotSupportedError",
+    "ChatModelError",
+    "ContentFilteredError",
+    "ContextLengthExceededError",
+    "CreationError",
+    "CreationTimeoutError",
+    "ErrorCode",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidCreatorError",
+    "InvalidProviderNameError",
+    "InvalidResponseError",
+    "NetworkError",
+    "PermissionDeniedError",
+    "ProviderAlreadyRegisteredError",
+    "ProviderNotFoundError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "TimeoutError",
+]
+
+
+class ErrorCode(str, enum.Enum):
+    """What went wrong, as a stable machine-readable string."""
+
+    INVALID_PROVIDER_NAME = "invalid_provider_name"
+    INVALID_CREATOR = "invalid_creator"
+    PROVIDER_ALREADY_REGISTERED = "provider_already_registered"
+    PROVIDER_NOT_FOUND = "provider_not_found"
+    INVALID_CONFIG = "invalid_config"
+    CREATION_FAILED = "creation_failed"
+    CREATION_TIMEOUT = "creation_timeout"
+    CAPABILITY_NOT_SUPPORTED = "capability_not_supported"
+    AUTHENTICATION = "authentication"
+    PERMISSION_DENIED = "permission_denied"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    CONTENT_FILTERED = "content_filtered"
+    BAD_REQUEST = "bad_request"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    INVALID_RESPONSE = "invalid_response"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_RETRYABLE = frozenset(
+    {
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.TIMEOUT,
+        ErrorCode.NETWORK,
+        ErrorCode.PROVIDER_UNAVAILABLE,
+        ErrorCode.CREATION_TIMEOUT,
+    }
+)
+
+
+class ChatModelError(Exception):
+    """Base of every chatmodels error.
+
+    Attributes:
+        op: the operation that failed, such as ``"register_global"``.
+        code: the `ErrorCode`.
+        err: the underlying exception, also chained as ``__cause__``.
+        provider: the provider name involved, when there is one.
+        correlation_id: the id that finds the operation's spans and log records.
+        retryable: whether trying again may succeed.
+        status_code: the HTTP status, for errors from a provider's API.
+        request_id: the provider's request id, when it sent one.
+    """
+
+    default_code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        op: str,
+        code: ErrorCode | str | None = None,
+        err: BaseException | None = None,
+        provider: str | None = None,
+        correlation_id: str | None = None,
+        retryable: bool | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.op = op
+        self.code = ErrorCode(code) if code is not None else self.default_code
+        self.err = err
+        self.provider = provider
+        self.correlation_id = correlation_id
+        self.retryable = self.code in _RETRYABLE if retryable is None else retryable
+        self.status_code = status_code
+        self.request_id = request_id
+        if err is not None:
+            self.__cause__ = err
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"chatmodels.{self.op}: {self.detail} (code={self.code.value})"
+
+    def __str__(self) -> str:
+        return self._message()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(op={self.op!r}, code={self.code.value!r}, detail={self.detail!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments do not survive the default pickling of exceptions.
+        return (_rebuild, (type(self), self.detail, self._state()))
+
+    def _state(self) -> dict[str, object]:
+        return {
+            "op": self.op,
+            "code": self.code.value,
+            "provider": self.provider,
+            "correlation_id": self.correlation_id,
+            "retryable": self.retryable,
+            "status_code": self.status_code,
+            "request_id": self.request_id,
+        }
+
+
+def _rebuild(cls: type[ChatModelError], detail: str, state: dict[str, object]) -> ChatModelError:
+    return cls(detail, **state)  # type: ignore[arg-type]
+
+
+class InvalidProviderNameError(ChatModelError, ValueError):
+    """The provider name is not a non-empty, printable str of at most 256 characters."""
+
+    default_code = ErrorCode.INVALID_PROVIDER_NAME
+
+
+class InvalidCreatorError(ChatModelError, TypeError):
+    """The creator is not callable."""
+
+    default_code = ErrorCode.INVALID_CREATOR
+
+
+class ProviderAlreadyRegisteredError(ChatModelError):
+    """A provider of that name is registered and ``replace=True`` was not given."""
+
+    default_code = ErrorCode.PROVIDER_ALREADY_REGISTERED
+
+
+class ProviderNotFoundError(ChatModelError, LookupError):
+    """No provider of that name is registered."""
+
+    default_code = ErrorCode.PROVIDER_NOT_FOUND
+
+
+class InvalidConfigError(ChatModelError, ValueError):
+    """Options or parameters are missing, unknown or of the wrong type."""
+
+    default_code = ErrorCode.INVALID_CONFIG
+
+
+class CapabilityNotSupportedError(ChatModelError):
+    """The provider lacks a capability the call needs."""
+
+    default_code = ErrorCode.CAPABILITY_NOT_SUPPORTED
+
+
+class CreationError(ChatModelError):
+    """A provider's creator raised or returned something that is not a chat model."""
+
+    default_code = ErrorCode.CREATION_FAILED
+
+
+class CreationTimeoutError(CreationError):
+    """A provider's creator ran past its timeout."""
+
+    default_code = ErrorCode.CREATION_TIMEOUT
+
+
+class APIError(ChatModelError):
+    """A chat call failed; the code says how."""
+
+
+class AuthenticationError(APIError):
+    """The API rejected the credential (HTTP 401)."""
+
+    default_code = ErrorCode.AUTHENTICATION
+
+
+class PermissionDeniedError(APIError):
+    """The credential lacks permission (HTTP 403)."""
+
+    default_code = ErrorCode.PERMISSION_DENIED
+
+
+class RateLimitError(APIError):
+    """The API asked us to slow down (HTTP 429)."""
+
+    default_code = ErrorCode.RATE_LIMITED
+
+
+class TimeoutError(APIError):  # noqa: A001 - the public name users expect: chatmodels.TimeoutError
+    """The call ran past its timeout."""
+
+    default_code = ErrorCode.TIMEOUT
+
+
+class NetworkError(APIError):
+    """The connection failed."""
+
+    default_code = ErrorCode.NETWORK
+
+
+class ContextLengthExceededError(APIError):
+    """The prompt does not fit the model's context window."""
+
+    default_code = ErrorCode.CONTEXT_LENGTH_EXCEEDED
+
+
+class ContentFilteredError(APIError):
+    """The provider's content filter refused the request or the reply."""
+
+    default_code = ErrorCode.CONTENT_FILTERED
+
+
+class BadRequestError(APIError):
+    """The API refused the request as malformed (other HTTP 4xx)."""
+
+    default_code = ErrorCode.BAD_REQUEST
+
+
+class ProviderUnavailableError(APIError):
+    """The provider failed or is overloaded (HTTP 5xx)."""
+
+    default_code = ErrorCode.PROVIDER_UNAVAILABLE
+
+
+class InvalidResponseError(APIError):
+    """The reply could not be parsed."""
+
+    default_code = ErrorCode.INVALID_RESPONSE
+
+
+class CancelledError(APIError):
+    """The call was cancelled."""
+
+    default_code = ErrorCode.CANCELLED
+
+
+class InternalError(APIError):
+    """A bug in chatmodels or in a provider adapter."""
+
+    default_code = ErrorCode.INTERNAL
+
+
+_BY_CODE: dict[ErrorCode, type[ChatModelError]] = {
+    cls.default_code: cls
+    for cls in (
+        InvalidProviderNameError,
+        InvalidCreatorError,
+        ProviderAlreadyRegisteredError,
+        ProviderNotFoundError,
+        InvalidConfigError,
+        CapabilityNotSupportedError,
+        CreationError,
+        CreationTimeoutError,
+        AuthenticationError,
+        PermissionDeniedError,
+        RateLimitError,
+        TimeoutError,
+        NetworkError,
+        ContextLengthExceededError,
+        ContentFilteredError,
+        BadRequestError,
+        ProviderUnavailableError,
+        InvalidResponseError,
+        CancelledError,
+        InternalError,
+    )
+}
+
+
+def error_class_for(code: ErrorCode | str) -> type[ChatModelError]:
+    """The most specific error class for a code."""
+    return _BY_CODE[ErrorCode(code)]
+
+
+def make_error(code: ErrorCode | str, detail: str, **context: object) -> ChatModelError:
+    """Build the error of the class that matches `code`."""
+    return error_class_for(code)(detail, code=code, **context)  # type: ignore[arg-type]
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to `name`, for a did-you-mean hint."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = suggest(name, candidates)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+# The factories below are the single source of the registry table's error messages: the
+# pure-Python table calls them, and so does the Rust table (through PyO3), so both backends
+# raise identical errors.
+
+
+def name_error(op: str, name: object, reason: str) -> InvalidProviderNameError:
+    """A provider name that is not acceptable; `reason` says why."""
+    shown = _short_repr(name)
+    return InvalidProviderNameError(f"invalid provider name {shown}: {reason}", op=op)
+
+
+def not_found_error(op: str, name: str, known: list[str]) -> ProviderNotFoundError:
+    """No provider called `name`; suggests the closest of `known`."""
+    return ProviderNotFoundError(
+        f"provider {_short_repr(name)} is not registered{_did_you_mean(name, known)}",
+        op=op,
+        provider=name,
+    )
+
+
+def already_registered_error(op: str, name: str) -> ProviderAlreadyRegisteredError:
+    """A provider called `name` exists and the caller did not ask to replace it."""
+    return ProviderAlreadyRegisteredError(
+        f"provider {name!r} is already registered; pass replace=True to swap it",
+        op=op,
+        provider=name,
+    )
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value) if isinstance(value, str) else f"of type {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 4] + "...'"

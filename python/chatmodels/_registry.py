@@ -1,0 +1,542 @@
+"""The provider registry: register, resolve, create, list, discover and unregister providers.
+
+A `ProviderRegistry` validates its input and delegates storage to a registry table (the Rust
+core or its pure-Python twin, see `_backend`). The module-level functions act on the global
+registry, created on first use together with plugin discovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import dataclasses
+import importlib.metadata
+import inspect
+import logging
+import threading
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Union
+
+from . import _backend
+from ._errors import (
+    ChatModelError,
+    CreationError,
+    CreationTimeoutError,
+    InvalidConfigError,
+    InvalidCreatorError,
+    suggest,
+)
+from ._metadata import Capability, ProviderMetadata, ProviderOptions
+from ._model import ChatModel
+from ._pytable import check_name
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Creator",
+    "ProviderRegistry",
+    "anew_registry_provider",
+    "get_global_registry",
+    "get_provider_metadata",
+    "get_providers_by_capability",
+    "is_provider_registered",
+    "list_providers",
+    "new_registry_provider",
+    "register_global",
+    "register_global_with_metadata",
+    "unregister_provider",
+]
+
+ENTRY_POINT_GROUP = "chatmodels.providers"
+
+Creator = Callable[[ProviderOptions], Union[ChatModel, Awaitable[ChatModel]]]
+MetadataLike = Union[ProviderMetadata, Mapping[str, Any]]
+OptionsLike = Union[ProviderOptions, Mapping[str, Any]]
+
+logger = logging.getLogger("chatmodels.registry")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    creator: Creator
+    metadata: ProviderMetadata
+    is_async: bool
+
+
+class PluginWarning(RuntimeWarning):
+    """A provider plugin could not be loaded; the other providers are unaffected."""
+
+
+class ProviderRegistry:
+    """A registry of chat-model providers: name → creator and metadata.
+
+    Thread-safe: resolutions never wait for writers, and `register(..., replace=True)` swaps
+    an entry atomically, so concurrent callers see the old provider or the new one.
+
+    Args:
+        backend: ``"rust"`` or ``"python"``; default: `chatmodels.backend()`.
+
+    Example:
+        >>> registry = ProviderRegistry()
+        >>> registry.register("echo", EchoModel, metadata={"name": "echo"})
+        >>> model = registry.create("echo", {"model": "echo-1"})
+    """
+
+    def __init__(self, *, backend: _backend.BackendName | None = None) -> None:
+        self._table = _backend.table_class(backend)()
+        self.backend: _backend.BackendName = backend or _backend.backend()
+
+    def __repr__(self) -> str:
+        return f"<ProviderRegistry backend={self.backend!r} providers={len(self._table)}>"
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        creator: Creator,
+        *,
+        metadata: MetadataLike | None = None,
+        replace: bool = False,
+        _op: str = "register",
+    ) -> ProviderMetadata:
+        """Register `creator` under `name` and return the stored metadata.
+
+        Raises invalid_provider_name, invalid_creator, invalid_config (bad metadata) or, when
+        the name is taken and `replace` is false, provider_already_registered. With
+        `replace=True` the old entry is swapped for the new one atomically.
+        """
+        name = check_name(name, _op)
+        if not callable(creator):
+            raise InvalidCreatorError(
+                f"creator must be callable, got {type(creator).__name__}", op=_op, provider=name
+            )
+        if type(replace) is not bool:
+            raise InvalidConfigError("replace must be a bool", op=_op, provider=name)
+        meta = _as_metadata(name, metadata, _op)
+        entry = _Entry(creator, meta, _is_async_callable(creator))
+        self._table.insert(name, entry, meta.capability_mask, replace, _op)
+        return meta
+
+    def unregister(self, name: str, *, _op: str = "unregister") -> None:
+        """Remove the provider `name`; raises provider_not_found when there is none."""
+        self._table.remove(name, _op)
+
+    def clear(self) -> None:
+        """Remove every provider."""
+        self._table.clear()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def is_registered(self, name: str) -> bool:
+        """Whether a provider called `name` is registered."""
+        return self._table.contains(name, "is_registered")
+
+    def metadata(self, name: str, *, _op: str = "metadata") -> ProviderMetadata:
+        """The metadata of provider `name`; raises provider_not_found."""
+        entry: _Entry = self._table.get(name, _op)
+        return entry.metadata
+
+    def names(self) -> list[str]:
+        """Every registered provider name, sorted."""
+        return self._table.names()
+
+    def by_capability(self, capability: Capability | str, *, _op: str = "by_capability") -> list[str]:
+        """The sorted names of the providers that declare `capability`."""
+        return self._table.names_with(_capability(capability, _op).bit)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._table.contains(name, "contains")
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @property
+    def version(self) -> int:
+        """How many writes this registry has seen; changes whenever its contents change."""
+        return self._table.version
+
+    # -- creation -------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        options: OptionsLike | None = None,
+        *,
+        timeout: float | None = None,
+        _op: str = "create",
+    ) -> ChatModel:
+        """Create an instance of provider `name` with validated `options`.
+
+        Raises provider_not_found, invalid_config, creation_failed (the cause chained) or,
+        when the creator runs past `timeout` seconds, creation_timeout.
+        """
+        entry: _Entry = self._table.get(name, _op)
+        opts = ProviderOptions.validate(options, entry.metadata, op=_op)
+        provider = entry.metadata.name
+        if timeout is None:
+            if entry.is_async:
+                return _run_async_creator(entry, opts, _op)
+            return _checked(_call_creator(entry, opts, _op), provider, _op)
+        limit = _check_timeout(timeout, _op)
+        return _create_with_timeout(entry, opts, limit, _op)
+
+    async def acreate(
+        self,
+        name: str,
+        options: OptionsLike | None = None,
+        *,
+        timeout: float | None = None,
+        _op: str = "acreate",
+    ) -> ChatModel:
+        """Async `create`; accepts async creators as well as sync ones."""
+        entry: _Entry = self._table.get(name, _op)
+        opts = ProviderOptions.validate(options, entry.metadata, op=_op)
+        limit = None if timeout is None else _check_timeout(timeout, _op)
+        provider = entry.metadata.name
+        if entry.is_async:
+            pending: Awaitable[Any] = _call_creator(entry, opts, _op)
+        elif limit is None:
+            return _checked(_call_creator(entry, opts, _op), provider, _op)
+        else:
+            pending = asyncio.to_thread(_call_creator, entry, opts, _op)
+        try:
+            result = await asyncio.wait_for(pending, limit)
+        except asyncio.TimeoutError:
+            raise _timeout_error(provider, limit, _op) from None
+        except ChatModelError:
+            raise
+        except Exception as exc:
+            raise _creation_error(provider, exc, _op) from exc
+        return _checked(result, provider, _op)
+
+    # -- discovery ------------------------------------------------------------------------
+
+    def load_plugins(self) -> list[str]:
+        """Register the providers that installed packages declare under the entry-point
+        group ``chatmodels.providers``. Returns the names of the entry points that loaded.
+
+        An entry point names either a registration function (called with this registry, or
+        with no argument), a ``(creator, metadata)`` pair, or a creator with a `metadata`
+        attribute holding its `ProviderMetadata`. A plugin that fails is reported with a
+        `PluginWarning` and a log record naming it, and never stops the others.
+        """
+        loaded = []
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                self._load_plugin(ep.name, ep.load())
+            except Exception as exc:  # a broken plugin must never break the others
+                _report_plugin_failure(ep.name, ep.value, exc)
+            else:
+                loaded.append(ep.name)
+        return loaded
+
+    def _load_plugin(self, name: str, target: Any) -> None:
+        if isinstance(target, tuple) and len(target) == 2:
+            creator, metadata = target
+            self.register(name, creator, metadata=metadata, _op="load_plugins")
+        elif isinstance(getattr(target, "metadata", None), ProviderMetadata):
+            self.register(name, target, metadata=target.metadata, _op="load_plugins")
+        elif callable(target):
+            if _positional_arity(target) >= 1:
+                target(self)
+            else:
+                target()
+        else:
+            raise TypeError(f"entry point target is a {type(target).__name__}, not a callable")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _as_metadata(name: str, metadata: MetadataLike | None, op: str) -> ProviderMetadata:
+    provider = name
+    if metadata is None:
+        return ProviderMetadata(name=name)
+    if isinstance(metadata, Mapping):
+        try:
+            return ProviderMetadata(**{"name": name, **metadata})
+        except (TypeError, ValueError) as exc:
+            raise InvalidConfigError(f"invalid metadata: {exc}", op=op, provider=provider) from exc
+    if not isinstance(metadata, ProviderMetadata):
+        raise InvalidConfigError(
+            f"metadata must be a ProviderMetadata or a mapping, got {type(metadata).__name__}",
+            op=op,
+            provider=provider,
+        )
+    if metadata.name != name:
+        raise InvalidConfigError(
+            f"metadata.name {metadata.name!r} does not match the provider name {name!r}",
+            op=op,
+            provider=provider,
+        )
+    return metadata
+
+
+def _capability(capability: object, op: str) -> Capability:
+    try:
+        return Capability(capability)
+    except ValueError:
+        known = [c.value for c in Capability]
+        hint = suggest(capability, known) if isinstance(capability, str) else None
+        raise InvalidConfigError(
+            f"unknown capability {capability!r}" + (f"; did you mean {hint!r}?" if hint else ""),
+            op=op,
+        ) from None
+
+
+def _is_async_callable(creator: Any) -> bool:
+    return inspect.iscoroutinefunction(creator) or inspect.iscoroutinefunction(
+        getattr(creator, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
+
+
+def _positional_arity(func: Any) -> int:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds)
+
+
+def _check_timeout(timeout: object, op: str) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidConfigError(f"timeout must be a positive number, got {timeout!r}", op=op)
+    return float(timeout)
+
+
+def _call_creator(entry: _Entry, options: ProviderOptions, op: str) -> Any:
+    try:
+        return entry.creator(options)
+    except ChatModelError:
+        raise
+    except Exception as exc:
+        raise _creation_error(entry.metadata.name, exc, op) from exc
+
+
+def _creation_error(provider: str, exc: BaseException, op: str) -> CreationError:
+    return CreationError(
+        f"the creator of provider {provider!r} raised {type(exc).__name__}: {exc}",
+        op=op,
+        provider=provider,
+        err=exc,
+    )
+
+
+def _timeout_error(provider: str, limit: float, op: str) -> CreationTimeoutError:
+    return CreationTimeoutError(
+        f"the creator of provider {provider!r} did not finish within {limit:g} s",
+        op=op,
+        provider=provider,
+    )
+
+
+def _checked(result: object, provider: str, op: str) -> ChatModel:
+    if isinstance(result, ChatModel):
+        return result
+    if inspect.isawaitable(result):
+        _discard_awaitable(result)
+        detail = "returned an awaitable; register it as an async creator or use acreate"
+    else:
+        detail = f"returned a {type(result).__name__}, not a ChatModel"
+    raise CreationError(f"the creator of provider {provider!r} {detail}", op=op, provider=provider)
+
+
+def _discard_awaitable(result: object) -> None:
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()
+
+
+def _run_async_creator(entry: _Entry, options: ProviderOptions, op: str) -> ChatModel:
+    provider = entry.metadata.name
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise InvalidCreatorError(
+            f"provider {provider!r} has an async creator and an event loop is running here; "
+            "use anew_registry_provider",
+            op=op,
+            provider=provider,
+        )
+
+    async def run() -> Any:
+        return await _call_creator(entry, options, op)
+
+    try:
+        result = asyncio.run(run())
+    except ChatModelError:
+        raise
+    except Exception as exc:
+        raise _creation_error(provider, exc, op) from exc
+    return _checked(result, provider, op)
+
+
+def _create_with_timeout(
+    entry: _Entry, options: ProviderOptions, limit: float, op: str
+) -> ChatModel:
+    provider = entry.metadata.name
+    future: concurrent.futures.Future[ChatModel] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            if entry.is_async:
+                future.set_result(_run_async_creator(entry, options, op))
+            else:
+                future.set_result(_checked(_call_creator(entry, options, op), provider, op))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run, args=(run,), name=f"chatmodels-create-{provider}", daemon=True
+    )
+    worker.start()
+    try:
+        return future.result(timeout=limit)
+    except concurrent.futures.TimeoutError:
+        # The creator goes on in its thread; whatever it returns late is closed, not leaked.
+        future.add_done_callback(_close_late_result)
+        raise _timeout_error(provider, limit, op) from None
+
+
+def _close_late_result(future: concurrent.futures.Future[ChatModel]) -> None:
+    if future.exception() is None:
+        future.result().close()
+
+
+def _report_plugin_failure(name: str, value: str, exc: BaseException) -> None:
+    message = f"chatmodels provider plugin {name!r} ({value}) failed to load: {exc!r}"
+    logger.warning(message, extra={"op": "load_plugins", "plugin": name})
+    warnings.warn(message, PluginWarning, stacklevel=2)
+
+
+# -- the global registry -------------------------------------------------------------------
+
+_global: ProviderRegistry | None = None
+_global_table: Any = None
+_loading: ProviderRegistry | None = None
+_global_lock = threading.RLock()
+
+
+def get_global_registry() -> ProviderRegistry:
+    """The process-wide registry, created (and plugins discovered) on first use."""
+    registry = _global
+    if registry is not None:
+        return registry
+    return _create_global()
+
+
+def _create_global() -> ProviderRegistry:
+    global _global, _global_table, _loading
+    with _global_lock:
+        if _global is not None:
+            return _global
+        if _loading is not None:  # a plugin registering while the registry loads
+            return _loading
+        registry = ProviderRegistry()
+        _loading = registry
+        try:
+            _populate(registry)
+        finally:
+            _loading = None
+        _global_table = registry._table
+        _global = registry
+        return registry
+
+
+def _populate(registry: ProviderRegistry) -> None:
+    registry.load_plugins()
+
+
+def _swap_global_registry(registry: ProviderRegistry | None) -> ProviderRegistry | None:
+    """Install `registry` as the global one (None: recreate on next use); returns the old one.
+
+    For tests that need a global registry of a given backend.
+    """
+    global _global, _global_table
+    with _global_lock:
+        previous = _global
+        _global = registry
+        _global_table = registry._table if registry is not None else None
+        return previous
+
+
+def _table() -> Any:
+    table = _global_table
+    return table if table is not None else get_global_registry()._table
+
+
+def register_global(
+    name: str,
+    creator: Creator,
+    *,
+    metadata: MetadataLike | None = None,
+    replace: bool = False,
+) -> ProviderMetadata:
+    """Register a provider in the global registry. See `ProviderRegistry.register`."""
+    return get_global_registry().register(
+        name, creator, metadata=metadata, replace=replace, _op="register_global"
+    )
+
+
+def register_global_with_metadata(
+    name: str, creator: Creator, metadata: MetadataLike, *, replace: bool = False
+) -> ProviderMetadata:
+    """Register a provider with its metadata in the global registry."""
+    return get_global_registry().register(
+        name, creator, metadata=metadata, replace=replace, _op="register_global_with_metadata"
+    )
+
+
+def new_registry_provider(
+    name: str, options: OptionsLike | None = None, *, timeout: float | None = None
+) -> ChatModel:
+    """Create an instance of a globally registered provider. See `ProviderRegistry.create`."""
+    return get_global_registry().create(name, options, timeout=timeout, _op="new_registry_provider")
+
+
+async def anew_registry_provider(
+    name: str, options: OptionsLike | None = None, *, timeout: float | None = None
+) -> ChatModel:
+    """Async `new_registry_provider`; accepts async creators."""
+    return await get_global_registry().acreate(
+        name, options, timeout=timeout, _op="anew_registry_provider"
+    )
+
+
+def is_provider_registered(name: str) -> bool:
+    """Whether a provider called `name` is in the global registry."""
+    table = _global_table
+    if table is None:
+        table = get_global_registry()._table
+    return table.contains(name, "is_provider_registered")  # type: ignore[no-any-return]
+
+
+def get_provider_metadata(name: str) -> ProviderMetadata:
+    """The metadata of a globally registered provider; raises provider_not_found."""
+    table = _global_table
+    if table is None:
+        table = get_global_registry()._table
+    return table.get(name, "get_provider_metadata").metadata  # type: ignore[no-any-return]
+
+
+def list_providers() -> list[str]:
+    """The names of the globally registered providers, sorted."""
+    return _table().names()  # type: ignore[no-any-return]
+
+
+def unregister_provider(name: str) -> None:
+    """Remove a provider from the global registry; raises provider_not_found."""
+    get_global_registry().unregister(name, _op="unregister_provider")
+
+
+def get_providers_by_capability(capability: Capability | str) -> list[str]:
+    """The sorted names of the global providers that declare `capability`."""
+    return get_global_registry().by_capability(capability, _op="get_providers_by_capability")
