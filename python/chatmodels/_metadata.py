@@ -324,7 +324,11 @@ class ProviderOptions:
         for required in metadata.required_options:
             value = raw.get(required) if required in _STANDARD else specific.get(required)
             if value is None:
-                where = f" (or set {metadata.api_key_env})" if required == "api_key" else ""
+                where = (
+                    f" (or set {metadata.api_key_env})"
+                    if required == "api_key" and metadata.api_key_env
+                    else ""
+                )
                 raise InvalidConfigError(
                     f"provider {provider!r} requires option {required!r}{where}",
                     op=op,
