@@ -1,0 +1,164 @@
+"""How resolution scales from one thread to two, for each backend, beside independent work.
+
+    python3.13t benches/bench_scaling.py [--quick]
+
+Meant for a free-threaded interpreter (with the GIL, threads take turns and nothing scales).
+For each workload: ns per operation on one thread, and the throughput of two threads over one
+(2.0 is perfect). "independent work" (each thread looks up its own private dict) is the
+machine's own ceiling, measured in the same run; the target for the Rust backend is at least
+0.9 of it. A last table gives the p99 of a resolution while a writer replaces the provider
+1,000 times a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable
+
+import chatmodels
+from chatmodels import ChatModel, ProviderMetadata, ProviderOptions, ProviderRegistry
+from chatmodels._registry import _swap_global_registry
+
+Op = Callable[[str], object]
+
+_META = ProviderMetadata(name="openai", capabilities=["chat", "streaming"])
+
+
+class _Trivial(ChatModel):
+    pass
+
+
+def _creator(options: ProviderOptions) -> ChatModel:
+    return _Trivial(_META, options)
+
+
+def _install(backend: str) -> ProviderRegistry:
+    registry = ProviderRegistry(backend=backend)  # type: ignore[arg-type]
+    registry.register("openai", _creator, metadata=_META)
+    for i in range(9):
+        registry.register(f"provider-{i}", _creator)
+    _swap_global_registry(registry)
+    return registry
+
+
+def _run(make_op: Callable[[], Op], threads: int, n: int) -> float:
+    """Wall seconds for `threads` threads each doing `n` operations (each its own `make_op()`)."""
+    barrier = threading.Barrier(threads + 1)
+    ops = [make_op() for _ in range(threads)]
+
+    def work(op: Op) -> None:
+        name = "openai"
+        barrier.wait()
+        for _ in range(n):
+            op(name)
+
+    workers = [threading.Thread(target=work, args=(op,)) for op in ops]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - start
+
+
+def scaling(make_op: Callable[[], Op], n: int, repeat: int) -> tuple[float, float]:
+    """(ns per op on one thread, throughput of two threads over one), medians of `repeat`."""
+    one = statistics.median(_run(make_op, 1, n) for _ in range(repeat))
+    two = statistics.median(_run(make_op, 2, n) for _ in range(repeat))
+    return one / n * 1e9, (2 * n / two) / (n / one)
+
+
+def p99_with_writer(backend: str, seconds: float, batch: int = 32) -> tuple[float, float]:
+    """p50 and p99 ns per resolution on two threads while a writer replaces 1,000 times/s."""
+    _install(backend)
+    stop = threading.Event()
+    samples: list[list[float]] = [[], []]
+
+    def resolver(out: list[float]) -> None:
+        f, clock = chatmodels.is_provider_registered, time.perf_counter_ns
+        while not stop.is_set():
+            start = clock()
+            for _ in range(batch):
+                f("openai")
+            out.append((clock() - start) / batch)
+
+    def writer() -> None:
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            chatmodels.register_global("openai", _creator, metadata=_META, replace=True)
+            next_at += 0.001
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+
+    workers = [threading.Thread(target=resolver, args=(s,)) for s in samples]
+    workers.append(threading.Thread(target=writer))
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    merged = sorted(x for s in samples for x in s)
+    return merged[len(merged) // 2], merged[int(len(merged) * 0.99)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n, repeat, seconds = (100_000, 3, 0.5) if args.quick else (1_000_000, 5, 2.0)
+
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    print(
+        f"Python {sys.version.split()[0]}, free-threaded build: {free_threaded}, GIL enabled: {gil}"
+    )
+
+    shared = {"openai": object()}
+    lock = threading.Lock()
+
+    def locked(name: str) -> bool:
+        with lock:
+            return name in shared
+
+    def private_dict() -> Op:
+        mine = {"openai": object()}
+        return mine.__contains__
+
+    rows: list[tuple[str, float, float]] = []
+    ceiling = scaling(private_dict, n, repeat)
+    rows.append(("independent work (private dicts)", *ceiling))
+    rows.append(("one shared dict", *scaling(lambda: shared.__contains__, n, repeat)))
+    rows.append(("one shared dict behind a Lock (baseline)", *scaling(lambda: locked, n, repeat)))
+    for backend in ("rust", "python"):
+        _install(backend)
+        rows.append(
+            (f"{backend}: is_provider_registered", *scaling(lambda: chatmodels.is_provider_registered, n, repeat))
+        )
+        rows.append(
+            (f"{backend}: get_provider_metadata", *scaling(lambda: chatmodels.get_provider_metadata, n, repeat))
+        )
+        rows.append(
+            (
+                f"{backend}: new_registry_provider",
+                *scaling(lambda: chatmodels.new_registry_provider, n // 20, repeat),
+            )
+        )
+
+    print(f"\n{'workload':<44} {'ns/op (1 thread)':>17} {'2 threads vs 1':>15} {'of ceiling':>11}")
+    for label, ns, ratio in rows:
+        print(f"{label:<44} {ns:>17.0f} {ratio:>14.2f}x {ratio / ceiling[1]:>11.2f}")
+
+    print(f"\n{'resolution with a writer at 1,000/s, 2 threads':<48} {'p50 ns':>8} {'p99 ns':>8}")
+    for backend in ("rust", "python"):
+        p50, p99 = p99_with_writer(backend, seconds)
+        print(f"{backend:<48} {p50:>8.0f} {p99:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
