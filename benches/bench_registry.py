@@ -205,7 +205,8 @@ def main() -> None:
 def print_table(rows: list[tuple[str, dict[str, float], str]]) -> None:
     """One table: medians per backend and ratios against the baseline column."""
     print(f"chatmodels registry benchmarks (Python {sys.version.split()[0]}, medians, ns/op)")
-    header = f"{'benchmark':<52} {'rust':>9} {'python':>9} {'baseline':>9} {'rust/base':>9} {'py/base':>9}"
+    columns = ("rust", "python", "baseline", "rust/base", "py/base")
+    header = f"{'benchmark':<52}" + "".join(f" {c:>9}" for c in columns)
     print(header)
     print("-" * len(header))
     for label, values, _unit in rows:

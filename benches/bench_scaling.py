@@ -138,10 +138,16 @@ def main() -> None:
     for backend in ("rust", "python"):
         _install(backend)
         rows.append(
-            (f"{backend}: is_provider_registered", *scaling(lambda: chatmodels.is_provider_registered, n, repeat))
+            (
+                f"{backend}: is_provider_registered",
+                *scaling(lambda: chatmodels.is_provider_registered, n, repeat),
+            )
         )
         rows.append(
-            (f"{backend}: get_provider_metadata", *scaling(lambda: chatmodels.get_provider_metadata, n, repeat))
+            (
+                f"{backend}: get_provider_metadata",
+                *scaling(lambda: chatmodels.get_provider_metadata, n, repeat),
+            )
         )
         rows.append(
             (

@@ -8,9 +8,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import pytest
-
 import chatmodels
+import pytest
 from chatmodels import ChatModel, ProviderMetadata, ProviderOptions, ProviderRegistry
 from chatmodels._registry import _swap_global_registry
 

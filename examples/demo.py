@@ -59,7 +59,10 @@ def registry_tour() -> None:
         metadata=ProviderMetadata(name="acme-chat", capabilities=["chat"], version="2"),
         replace=True,
     )
-    print("replaced acme-chat atomically; now version", chatmodels.get_provider_metadata("acme-chat").version)
+    print(
+        "replaced acme-chat atomically; now version",
+        chatmodels.get_provider_metadata("acme-chat").version,
+    )
 
 
 def bad_input_tour() -> None:
@@ -82,7 +85,10 @@ def bad_input_tour() -> None:
         ("unknown provider", lambda: chatmodels.new_registry_provider("acme-tool")),
         ("unknown option", lambda: chatmodels.new_registry_provider("acme-tools", {"modle": "x"})),
         ("missing api_key", lambda: chatmodels.new_registry_provider("acme-vision")),
-        ("creator past its timeout", lambda: chatmodels.new_registry_provider("slow", timeout=0.05)),
+        (
+            "creator past its timeout",
+            lambda: chatmodels.new_registry_provider("slow", timeout=0.05),
+        ),
     ]
     for label, attempt in attempts:
         try:

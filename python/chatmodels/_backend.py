@@ -23,7 +23,7 @@ def _rust_table() -> type[_pytable.RegistryTable] | None:
         from ._core import RegistryTable
     except ImportError:
         return None
-    return RegistryTable  # type: ignore[return-value]  # the same interface, see _core.pyi
+    return RegistryTable  # the same interface as the twin, see _core.pyi
 
 
 _RUST = _rust_table()

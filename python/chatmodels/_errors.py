@@ -149,7 +149,8 @@ class ChatModelError(Exception):
         return self._message()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(op={self.op!r}, code={self.code.value!r}, detail={self.detail!r})"
+        name = type(self).__name__
+        return f"{name}(op={self.op!r}, code={self.code.value!r}, detail={self.detail!r})"
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments do not survive the default pickling of exceptions.
@@ -241,7 +242,7 @@ class RateLimitError(APIError):
     default_code = ErrorCode.RATE_LIMITED
 
 
-class TimeoutError(APIError):  # noqa: A001 - the public name users expect: chatmodels.TimeoutError
+class TimeoutError(APIError):
     """The call ran past its timeout."""
 
     default_code = ErrorCode.TIMEOUT

@@ -17,7 +17,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from . import _backend
 from ._errors import (
@@ -50,9 +50,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "chatmodels.providers"
 
-Creator = Callable[[ProviderOptions], Union[ChatModel, Awaitable[ChatModel]]]
-MetadataLike = Union[ProviderMetadata, Mapping[str, Any]]
-OptionsLike = Union[ProviderOptions, Mapping[str, Any]]
+Creator = Callable[[ProviderOptions], ChatModel | Awaitable[ChatModel]]
+MetadataLike = ProviderMetadata | Mapping[str, Any]
+OptionsLike = ProviderOptions | Mapping[str, Any]
 
 logger = logging.getLogger("chatmodels.registry")
 
@@ -142,7 +142,9 @@ class ProviderRegistry:
         """Every registered provider name, sorted."""
         return self._table.names()
 
-    def by_capability(self, capability: Capability | str, *, _op: str = "by_capability") -> list[str]:
+    def by_capability(
+        self, capability: Capability | str, *, _op: str = "by_capability"
+    ) -> list[str]:
         """The sorted names of the providers that declare `capability`."""
         return self._table.names_with(_capability(capability, _op).bit)
 
@@ -193,18 +195,19 @@ class ProviderRegistry:
         """Async `create`; accepts async creators as well as sync ones."""
         entry: _Entry = self._table.get(name, _op)
         opts = ProviderOptions.validate(options, entry.metadata, op=_op)
-        limit = None if timeout is None else _check_timeout(timeout, _op)
         provider = entry.metadata.name
-        if entry.is_async:
-            pending: Awaitable[Any] = _call_creator(entry, opts, _op)
-        elif limit is None:
+        if not entry.is_async and timeout is None:
             return _checked(_call_creator(entry, opts, _op), provider, _op)
-        else:
-            pending = asyncio.to_thread(_call_creator, entry, opts, _op)
+        limit = None if timeout is None else _check_timeout(timeout, _op)
+        pending: Awaitable[Any] = (
+            _call_creator(entry, opts, _op)
+            if entry.is_async
+            else asyncio.to_thread(_call_creator, entry, opts, _op)
+        )
         try:
             result = await asyncio.wait_for(pending, limit)
         except asyncio.TimeoutError:
-            raise _timeout_error(provider, limit, _op) from None
+            raise _timeout_error(provider, limit or 0.0, _op) from None
         except ChatModelError:
             raise
         except Exception as exc:
