@@ -199,14 +199,16 @@ class ProviderRegistry:
         if not entry.is_async and timeout is None:
             return _checked(_call_creator(entry, opts, _op), provider, _op)
         limit = None if timeout is None else _check_timeout(timeout, _op)
+        worker = None if entry.is_async else _start_worker(entry, opts, _op)
         pending: Awaitable[Any] = (
-            _call_creator(entry, opts, _op)
-            if entry.is_async
-            else asyncio.to_thread(_call_creator, entry, opts, _op)
+            _call_creator(entry, opts, _op) if worker is None else asyncio.wrap_future(worker)
         )
         try:
             result = await asyncio.wait_for(pending, limit)
         except asyncio.TimeoutError:
+            if worker is not None:
+                # The creator goes on in its thread; whatever it returns late is closed.
+                worker.add_done_callback(_close_late_result)
             raise _timeout_error(provider, limit or 0.0, _op) from None
         except ChatModelError:
             raise
@@ -259,7 +261,7 @@ def _as_metadata(name: str, metadata: MetadataLike | None, op: str) -> ProviderM
         return ProviderMetadata(name=name)
     if isinstance(metadata, Mapping):
         try:
-            return ProviderMetadata(**{"name": name, **metadata})
+            metadata = ProviderMetadata(**{"name": name, **metadata})
         except (TypeError, ValueError) as exc:
             raise InvalidConfigError(f"invalid metadata: {exc}", op=op, provider=provider) from exc
     if not isinstance(metadata, ProviderMetadata):
@@ -382,6 +384,19 @@ def _run_async_creator(entry: _Entry, options: ProviderOptions, op: str) -> Chat
 def _create_with_timeout(
     entry: _Entry, options: ProviderOptions, limit: float, op: str
 ) -> ChatModel:
+    future = _start_worker(entry, options, op)
+    try:
+        return future.result(timeout=limit)
+    except concurrent.futures.TimeoutError:
+        # The creator goes on in its thread; whatever it returns late is closed, not leaked.
+        future.add_done_callback(_close_late_result)
+        raise _timeout_error(entry.metadata.name, limit, op) from None
+
+
+def _start_worker(
+    entry: _Entry, options: ProviderOptions, op: str
+) -> concurrent.futures.Future[ChatModel]:
+    """Run the creator (checked) in a daemon thread; its future holds the result."""
     provider = entry.metadata.name
     future: concurrent.futures.Future[ChatModel] = concurrent.futures.Future()
 
@@ -401,16 +416,11 @@ def _create_with_timeout(
         target=context.run, args=(run,), name=f"chatmodels-create-{provider}", daemon=True
     )
     worker.start()
-    try:
-        return future.result(timeout=limit)
-    except concurrent.futures.TimeoutError:
-        # The creator goes on in its thread; whatever it returns late is closed, not leaked.
-        future.add_done_callback(_close_late_result)
-        raise _timeout_error(provider, limit, op) from None
+    return future
 
 
 def _close_late_result(future: concurrent.futures.Future[ChatModel]) -> None:
-    if future.exception() is None:
+    if not future.cancelled() and future.exception() is None:
         future.result().close()
 
 
