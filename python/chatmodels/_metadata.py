@@ -142,6 +142,14 @@ class ProviderMetadata:
             raise ValueError("ProviderMetadata.default_timeout must be a positive number")
         if type(self.max_retries) is not int or self.max_retries < 0:
             raise ValueError("ProviderMetadata.max_retries must be a non-negative int")
+        for field in ("description", "version"):
+            if not isinstance(getattr(self, field), str):
+                raise TypeError(f"ProviderMetadata.{field} must be a str")
+        for field in ("gen_ai_provider_name", "default_model", "api_key_env", "default_base_url"):
+            if not isinstance(getattr(self, field), (str, type(None))):
+                raise TypeError(f"ProviderMetadata.{field} must be a str or None")
+        if type(self.supports_health_check) is not bool:
+            raise TypeError("ProviderMetadata.supports_health_check must be a bool")
         set_(self, "provider_specific", types.MappingProxyType(dict(self.provider_specific)))
 
     @property
@@ -295,7 +303,14 @@ class ProviderOptions:
                 provider=provider,
             )
         declared = set(metadata.required_options) | set(metadata.optional_options)
-        specific = dict(raw.pop("provider_specific", None) or {})
+        given = raw.pop("provider_specific", None)
+        if given is not None and not isinstance(given, Mapping):
+            raise InvalidConfigError(
+                f"option 'provider_specific' must be a mapping, got {type(given).__name__}",
+                op=op,
+                provider=provider,
+            )
+        specific = dict(given or {})
         for key in list(raw):
             if not isinstance(key, str):
                 raise InvalidConfigError(
