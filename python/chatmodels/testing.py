@@ -19,7 +19,10 @@ running an asyncio loop in a background thread, both standard library only:
 
   `ReplayServer.from_cassette` and `load_cassette` need PyYAML (``pip install pyyaml``).
 
-From a shell: ``python -m chatmodels.testing serve --port 8000`` (or ``replay CASSETTE``).
+From a shell: ``python -m chatmodels.testing serve --port 8000`` (or ``replay CASSETTE``); its
+first line of output is ``serving on <base_url> ...``. A server in a background thread shares
+the GIL with the code under test; benchmarks of CPU-bound clients should run it that way, in a
+separate process.
 """
 
 from __future__ import annotations
