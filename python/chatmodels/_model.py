@@ -1,12 +1,129 @@
-"""`ChatModel`: the base every provider instance derives from."""
+"""`ChatModel`: the base every provider instance derives from.
+
+The public calls (`invoke`, `ainvoke`, `stream`, `astream`, `batch`, `abatch`,
+`health_check`, `ahealth_check`) live here: they normalise and validate the messages and
+parameters against the provider's capabilities before anything is sent, report the call to
+the observer (`_observe`) in one place, and hand a `ChatRequest` to the four hooks a provider
+implements: `_invoke`, `_ainvoke`, `_stream`, `_astream` (and optionally `_health`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
+from typing import Any, ClassVar, TypeVar
 
-from ._metadata import ProviderMetadata, ProviderOptions
+from . import _observe
+from ._errors import (
+    CancelledError,
+    CapabilityNotSupportedError,
+    ChatModelError,
+    InternalError,
+    InvalidConfigError,
+    InvalidResponseError,
+    suggest,
+)
+from ._metadata import _CHECKS, Capability, ProviderMetadata, ProviderOptions
+from ._observe import NOOP_SCOPE, CallInfo, CallScope
+from ._types import (
+    Accumulator,
+    ChatChunk,
+    ChatResponse,
+    HealthStatus,
+    ImagePart,
+    Message,
+    MessagesLike,
+    Tool,
+    to_messages,
+    to_tools,
+)
 
-__all__ = ["ChatModel"]
+__all__ = ["AsyncChatStream", "ChatModel", "ChatRequest", "ChatStream", "ResponseFormat"]
+
+T = TypeVar("T")
+
+# Sampling parameters: sent to the provider when set, reported to the observer.
+SAMPLING_PARAMS = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "top_k",
+    "stop",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "n",
+)
+_OTHER_PARAMS = (
+    "model",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "timeout",
+    "conversation_id",
+    "provider_specific",
+)
+KNOWN_PARAMS = frozenset(SAMPLING_PARAMS + _OTHER_PARAMS)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_PARAM_CHECKS: dict[str, tuple[Any, str]] = {
+    **{k: _CHECKS[k] for k in ("model", "temperature", "max_tokens", "top_p", "stop", "seed")},
+    "timeout": _CHECKS["timeout"],
+    "top_k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive int"),
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive int"),
+    "frequency_penalty": (lambda v: _is_number(v) and -2 <= v <= 2, "a number from -2 to 2"),
+    "presence_penalty": (lambda v: _is_number(v) and -2 <= v <= 2, "a number from -2 to 2"),
+    "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
+    "conversation_id": (lambda v: isinstance(v, str), "a str"),
+    "provider_specific": (lambda v: isinstance(v, Mapping), "a mapping"),
+    "tool_choice": (
+        lambda v: isinstance(v, (str, Mapping)),
+        "'auto', 'none', 'required', a tool name or a dict",
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The reply format asked for: ``text``, ``json_object`` or ``json_schema`` (with its
+    `name`, `schema` and `strict`); `model_class` is the pydantic class to parse into."""
+
+    type: str
+    name: str | None = None
+    schema: Mapping[str, Any] | None = None
+    strict: bool | None = None
+    model_class: Any = None
+
+
+@dataclasses.dataclass(slots=True)
+class ChatRequest:
+    """One validated call, as providers receive it.
+
+    `params` holds only the sampling parameters that are set (from the call, else from the
+    instance's options).
+    """
+
+    messages: tuple[Message, ...]
+    model: str
+    params: dict[str, Any]
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    timeout: float | None = None
+    conversation_id: str | None = None
+    provider_specific: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    stream: bool = False
 
 
 class ChatModel:
@@ -14,13 +131,23 @@ class ChatModel:
 
     It knows its provider's name and metadata, the options it was created with and its
     default model. `close()` releases what it holds (connections); it is also a sync and an
-    async context manager.
+    async context manager. Subclasses implement `_invoke`, `_ainvoke`, `_stream`, `_astream`
+    and, for a real probe, `_health` / `_ahealth`.
     """
+
+    #: the sampling parameters this provider's API accepts; others → capability_not_supported
+    supported_params: ClassVar[frozenset[str]] = frozenset(SAMPLING_PARAMS)
 
     def __init__(self, metadata: ProviderMetadata, options: ProviderOptions | None = None) -> None:
         self.metadata = metadata
         self.options = options if options is not None else ProviderOptions()
         self._closed = False
+        opts = self.options
+        self._defaults = {
+            k: v
+            for k in ("temperature", "max_tokens", "top_p", "stop", "seed")
+            if (v := getattr(opts, k)) is not None
+        }
 
     @property
     def provider(self) -> str:
@@ -69,3 +196,544 @@ class ChatModel:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} provider={self.provider!r} model={self.model!r}>"
+
+    # -- the public calls ------------------------------------------------------------------
+
+    def invoke(self, messages: MessagesLike, **params: Any) -> ChatResponse:
+        """Send `messages` and return the whole reply.
+
+        Args:
+            messages: a str (one user message), `Message` objects or OpenAI-style dicts.
+            **params: model, temperature, max_tokens, top_p, top_k, stop, seed,
+                frequency_penalty, presence_penalty, n, tools (dicts, `Tool` or typed
+                functions), tool_choice, parallel_tool_calls, response_format
+                (``{"type": "json_object"}``, a json_schema dict, or a pydantic model class),
+                timeout, conversation_id, provider_specific (sent as is).
+
+        Raises invalid_config or capability_not_supported before any request, else the
+        `ChatModelError` the call failed with.
+
+        Example:
+            >>> model.invoke("Say hi", temperature=0).text
+        """
+        request = self._prepare(messages, params, False, "invoke")
+        scope = self._begin(request)
+        start = time.perf_counter()
+        try:
+            response = self._invoke(request, scope)
+            response = self._complete(request, response, start)
+        except BaseException as exc:
+            error = self._failed(scope, exc, "invoke")
+            if error is exc:
+                raise
+            raise error from exc
+        scope.end(response)
+        return response
+
+    async def ainvoke(self, messages: MessagesLike, **params: Any) -> ChatResponse:
+        """Async `invoke`."""
+        request = self._prepare(messages, params, False, "ainvoke")
+        scope = self._begin(request)
+        start = time.perf_counter()
+        try:
+            response = await self._ainvoke(request, scope)
+            response = self._complete(request, response, start)
+        except BaseException as exc:
+            error = self._failed(scope, exc, "ainvoke")
+            if error is exc:
+                raise
+            raise error from exc
+        scope.end(response)
+        return response
+
+    def stream(self, messages: MessagesLike, **params: Any) -> ChatStream:
+        """Send `messages` and iterate over the reply's `ChatChunk`s as they arrive.
+
+        Validation happens here, before any request; the request is sent on the first
+        `next()`. Close the stream (or leave its ``with`` block) to stop early: its
+        connection is released.
+
+        Example:
+            >>> for chunk in model.stream("Tell me a story"):
+            ...     print(chunk.text, end="")
+        """
+        request = self._prepare(messages, params, True, "stream")
+        scope = self._begin(request)
+        return ChatStream(self._stream(request, scope), scope, self, "stream")
+
+    def astream(self, messages: MessagesLike, **params: Any) -> AsyncChatStream:
+        """Async `stream`: ``async for chunk in model.astream(...)``."""
+        request = self._prepare(messages, params, True, "astream")
+        scope = self._begin(request)
+        return AsyncChatStream(self._astream(request, scope), scope, self, "astream")
+
+    def batch(
+        self,
+        inputs: Sequence[MessagesLike],
+        *,
+        max_concurrency: int = 8,
+        return_exceptions: bool = False,
+        **params: Any,
+    ) -> list[Any]:
+        """`invoke` each input, at most `max_concurrency` at a time; results in input order.
+
+        With `return_exceptions`, a failed input gives its `ChatModelError` in its place
+        instead of raising.
+        """
+        _check_concurrency(max_concurrency, "batch")
+        for item in inputs:  # refuse bad input before any request
+            self._prepare(item, params, False, "batch")
+        if not inputs:
+            return []
+
+        def one(item: MessagesLike) -> Any:
+            try:
+                return self.invoke(item, **params)
+            except ChatModelError as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        workers = min(max_concurrency, len(inputs))
+        if workers == 1:
+            return [one(item) for item in inputs]
+        with concurrent.futures.ThreadPoolExecutor(workers, "chatmodels-batch") as pool:
+            return list(pool.map(one, inputs))
+
+    async def abatch(
+        self,
+        inputs: Sequence[MessagesLike],
+        *,
+        max_concurrency: int = 8,
+        return_exceptions: bool = False,
+        **params: Any,
+    ) -> list[Any]:
+        """Async `batch`."""
+        _check_concurrency(max_concurrency, "abatch")
+        for item in inputs:
+            self._prepare(item, params, False, "abatch")
+        gate = asyncio.Semaphore(max_concurrency)
+
+        async def one(item: MessagesLike) -> Any:
+            async with gate:
+                try:
+                    return await self.ainvoke(item, **params)
+                except ChatModelError as exc:
+                    if return_exceptions:
+                        return exc
+                    raise
+
+        return list(await asyncio.gather(*(one(item) for item in inputs)))
+
+    def health_check(self, *, timeout: float = 5.0) -> HealthStatus:
+        """Probe the provider cheaply (no tokens spent where the API allows) and report.
+
+        Never raises: a failure is an unhealthy status with its error code.
+        """
+        start = time.perf_counter()
+        try:
+            return self._health(timeout)
+        except ChatModelError as exc:
+            return _unhealthy(exc, start)
+        except Exception as exc:
+            return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
+
+    async def ahealth_check(self, *, timeout: float = 5.0) -> HealthStatus:
+        """Async `health_check`."""
+        start = time.perf_counter()
+        try:
+            return await asyncio.wait_for(self._ahealth(timeout), timeout)
+        except asyncio.TimeoutError:
+            return HealthStatus(
+                "unhealthy",
+                time.perf_counter() - start,
+                f"no answer within {timeout:g} s",
+                "timeout",
+            )
+        except ChatModelError as exc:
+            return _unhealthy(exc, start)
+        except Exception as exc:
+            return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
+
+    # -- what providers implement ----------------------------------------------------------
+
+    def _invoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
+        raise CapabilityNotSupportedError(
+            f"provider {self.provider!r} does not implement chat",
+            op="invoke",
+            provider=self.provider,
+        )
+
+    async def _ainvoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
+        return await asyncio.to_thread(self._invoke, request, scope)
+
+    def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
+        response = self._invoke(request, scope)
+        yield ChatChunk(
+            text=response.text,
+            finish_reason=response.finish_reason,
+            raw_finish_reason=response.raw_finish_reason,
+            usage=response.usage,
+            id=response.id,
+            model=response.model,
+        )
+
+    async def _astream(self, request: ChatRequest, scope: CallScope) -> AsyncIterator[ChatChunk]:
+        for chunk in await asyncio.to_thread(lambda: list(self._stream(request, scope))):
+            yield chunk
+
+    def _health(self, timeout: float) -> HealthStatus:
+        return HealthStatus("unknown", None, f"provider {self.provider!r} has no health probe")
+
+    async def _ahealth(self, timeout: float) -> HealthStatus:
+        return await asyncio.to_thread(self._health, timeout)
+
+    def _server(self) -> tuple[str | None, int | None]:
+        """The server address and port calls go to, for telemetry."""
+        return None, None
+
+    # -- the one place that validates and observes -----------------------------------------
+
+    def _prepare(
+        self, messages: MessagesLike, params: Mapping[str, Any], stream: bool, op: str
+    ) -> ChatRequest:
+        provider = self.metadata.name
+        if self._closed:
+            raise InvalidConfigError("the model is closed", op=op, provider=provider)
+        msgs = to_messages(messages, op)
+        caps = self.metadata.capabilities
+        sampling = dict(self._defaults) if self._defaults else {}
+        model = self.options.model or self.metadata.default_model
+        tools: tuple[Tool, ...] = ()
+        request = ChatRequest(msgs, "", sampling, stream=stream)
+        for key, value in params.items():
+            if value is None:
+                continue
+            check = _PARAM_CHECKS.get(key)
+            if check is None and key not in KNOWN_PARAMS:
+                hint = suggest(key, sorted(KNOWN_PARAMS))
+                raise InvalidConfigError(
+                    f"unknown parameter {key!r}" + (f"; did you mean {hint!r}?" if hint else ""),
+                    op=op,
+                    provider=provider,
+                )
+            if check is not None and not check[0](value):
+                raise InvalidConfigError(
+                    f"parameter {key!r} must be {check[1]}, got {value!r}", op=op, provider=provider
+                )
+            if key in SAMPLING_PARAMS:
+                if key not in self.supported_params:
+                    raise CapabilityNotSupportedError(
+                        f"provider {provider!r} does not support parameter {key!r}",
+                        op=op,
+                        provider=provider,
+                    )
+                sampling[key] = (
+                    list(value) if key == "stop" and not isinstance(value, str) else value
+                )
+            elif key == "model":
+                model = value
+            elif key == "tools":
+                tools = to_tools(value, op)
+            elif key == "response_format":
+                request.response_format = _response_format(value, op, provider)
+            else:
+                setattr(request, key, value)
+        if isinstance(sampling.get("stop"), tuple):
+            sampling["stop"] = list(sampling["stop"])
+        if not model:
+            raise InvalidConfigError(
+                f"no model: pass model=... or create provider {provider!r} with a model",
+                op=op,
+                provider=provider,
+            )
+        request.model = model
+        if tools:
+            request.tools = tools
+            _require(caps, Capability.TOOL_CALLING, "tools", provider, op)
+        elif request.tool_choice is not None:
+            raise InvalidConfigError("tool_choice given without tools", op=op, provider=provider)
+        fmt = request.response_format
+        if fmt is not None:
+            if fmt.type == "json_object":
+                _require(caps, Capability.JSON_MODE, "response_format json_object", provider, op)
+            elif fmt.type == "json_schema":
+                _require(
+                    caps, Capability.STRUCTURED_OUTPUT, "response_format json_schema", provider, op
+                )
+        if stream:
+            _require(caps, Capability.STREAMING, "streaming", provider, op)
+        for msg in msgs:
+            if msg.role == "system":
+                _require(caps, Capability.SYSTEM_PROMPT, "system messages", provider, op)
+            elif not isinstance(msg.content, str) and any(
+                isinstance(p, ImagePart) for p in msg.content
+            ):
+                _require(caps, Capability.VISION, "image input", provider, op)
+        return request
+
+    def _begin(self, request: ChatRequest) -> CallScope:
+        observer = _observe._observer
+        if observer is _observe.NOOP_OBSERVER:
+            return NOOP_SCOPE
+        address, port = self._server()
+        fmt = request.response_format
+        info = CallInfo(
+            provider=self.metadata.name,
+            gen_ai_provider_name=self.metadata.gen_ai_provider_name,
+            request_model=request.model,
+            server_address=address,
+            server_port=port,
+            params=dict(request.params),
+            stream=request.stream,
+            conversation_id=request.conversation_id,
+            output_type="json" if fmt is not None and fmt.type != "text" else "text",
+            messages=request.messages,
+            tools=request.tools,
+            system_instructions=tuple(m.text for m in request.messages if m.role == "system"),
+        )
+        return observer.start(info)
+
+    def _failed(self, scope: CallScope, exc: BaseException, op: str) -> BaseException:
+        """End `scope` with the error the caller will see, and return it."""
+        error: BaseException
+        if isinstance(exc, ChatModelError):
+            error = exc
+            if error.provider is None:
+                error.provider = self.metadata.name
+            scope.fail(error)
+        elif isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)):
+            scope.fail(CancelledError("the call was cancelled", op=op, provider=self.provider))
+            error = exc
+        elif isinstance(exc, Exception):
+            error = InternalError(
+                f"{type(exc).__name__}: {exc}", op=op, provider=self.provider, err=exc
+            )
+            scope.fail(error)
+        else:
+            error = exc
+        return error
+
+    def _complete(self, request: ChatRequest, response: ChatResponse, start: float) -> ChatResponse:
+        """Stamp latency and provider on `response` and parse it as `response_format` asks."""
+        setattr_ = object.__setattr__
+        setattr_(response, "latency", time.perf_counter() - start)
+        if response.provider is None:
+            setattr_(response, "provider", self.metadata.name)
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text" and response.parsed is None:
+            setattr_(response, "parsed", _parse_reply(response.text, fmt, self.provider))
+        return response
+
+
+def _require(
+    caps: frozenset[Capability], cap: Capability, what: str, provider: str, op: str
+) -> None:
+    if cap not in caps:
+        raise CapabilityNotSupportedError(
+            f"provider {provider!r} does not support {what} (capability {cap.value!r})",
+            op=op,
+            provider=provider,
+        )
+
+
+def _check_concurrency(value: object, op: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidConfigError("max_concurrency must be a positive int", op=op)
+
+
+def _unhealthy(exc: ChatModelError, start: float) -> HealthStatus:
+    return HealthStatus("unhealthy", time.perf_counter() - start, exc.detail, exc.code.value)
+
+
+def _response_format(value: Any, op: str, provider: str) -> ResponseFormat:
+    schema_of = getattr(value, "model_json_schema", None)
+    if isinstance(value, type) and callable(schema_of):
+        return ResponseFormat("json_schema", value.__name__, schema_of(), None, model_class=value)
+    if isinstance(value, str):
+        value = {"type": value}
+    if isinstance(value, Mapping):
+        kind = value.get("type")
+        if kind in ("text", "json_object"):
+            return ResponseFormat(kind)
+        if kind == "json_schema":
+            spec = value.get("json_schema", value)
+            schema = spec.get("schema")
+            if not isinstance(schema, Mapping):
+                raise InvalidConfigError(
+                    "a json_schema response_format needs a 'schema' object",
+                    op=op,
+                    provider=provider,
+                )
+            return ResponseFormat(
+                "json_schema", spec.get("name") or "response", schema, spec.get("strict")
+            )
+    raise InvalidConfigError(
+        "response_format must be {'type': 'json_object'}, a json_schema dict, or a pydantic "
+        f"model class; got {value!r}",
+        op=op,
+        provider=provider,
+    )
+
+
+def _parse_reply(text: str, fmt: ResponseFormat, provider: str) -> Any:
+    try:
+        if fmt.model_class is not None:
+            return fmt.model_class.model_validate_json(text)
+        return json.loads(text)
+    except Exception as exc:
+        raise InvalidResponseError(
+            f"the reply is not valid for the requested response_format: {exc}",
+            op="parse",
+            provider=provider,
+            err=exc,
+        ) from exc
+
+
+class ChatStream:
+    """A stream of `ChatChunk`s; iterate it, and close it (or use ``with``) to stop early.
+
+    The call's telemetry scope ends exactly once: when the stream is exhausted, fails, is
+    closed, or is garbage-collected.
+    """
+
+    __slots__ = ("_acc", "_chunks", "_ended", "_model", "_op", "_scope", "_start")
+
+    def __init__(
+        self, chunks: Iterator[ChatChunk], scope: CallScope, model: ChatModel, op: str
+    ) -> None:
+        self._chunks = chunks
+        self._scope = scope
+        self._model = model
+        self._op = op
+        self._ended = False
+        self._acc = Accumulator() if scope is not NOOP_SCOPE else None
+        self._start = time.perf_counter()
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    @property
+    def provider(self) -> str:
+        """The provider this stream comes from."""
+        return self._model.provider
+
+    def __next__(self) -> ChatChunk:
+        if self._ended:
+            raise StopIteration
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._finish()
+            raise
+        except BaseException as exc:
+            self._ended = True
+            error = self._model._failed(self._scope, exc, self._op)
+            if error is exc:
+                raise
+            raise error from exc
+        if self._acc is not None:
+            self._acc.add(chunk)
+            self._scope.chunk(chunk)
+        return chunk
+
+    def _finish(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._acc is not None:
+            latency = time.perf_counter() - self._start
+            self._scope.end(self._acc.response(self._model.provider, latency))
+
+    def close(self) -> None:
+        """Stop early: release the connection and end the call with what arrived so far."""
+        if not self._ended:
+            close = getattr(self._chunks, "close", None)
+            try:
+                if close is not None:
+                    close()
+            finally:
+                self._finish()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._ended:
+            self.close()
+
+
+class AsyncChatStream:
+    """The async twin of `ChatStream`: ``async for``, `aclose()`, ``async with``."""
+
+    __slots__ = ("_acc", "_chunks", "_ended", "_model", "_op", "_scope", "_start")
+
+    def __init__(
+        self, chunks: AsyncIterator[ChatChunk], scope: CallScope, model: ChatModel, op: str
+    ) -> None:
+        self._chunks = chunks
+        self._scope = scope
+        self._model = model
+        self._op = op
+        self._ended = False
+        self._acc = Accumulator() if scope is not NOOP_SCOPE else None
+        self._start = time.perf_counter()
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    @property
+    def provider(self) -> str:
+        """The provider this stream comes from."""
+        return self._model.provider
+
+    async def __anext__(self) -> ChatChunk:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._finish()
+            raise
+        except BaseException as exc:
+            self._ended = True
+            error = self._model._failed(self._scope, exc, self._op)
+            if error is exc:
+                raise
+            raise error from exc
+        if self._acc is not None:
+            self._acc.add(chunk)
+            self._scope.chunk(chunk)
+        return chunk
+
+    def _finish(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._acc is not None:
+            latency = time.perf_counter() - self._start
+            self._scope.end(self._acc.response(self._model.provider, latency))
+
+    async def aclose(self) -> None:
+        """Stop early: release the connection and end the call with what arrived so far."""
+        if not self._ended:
+            close = getattr(self._chunks, "aclose", None)
+            try:
+                if close is not None:
+                    await close()
+            finally:
+                self._finish()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # The async generator is finalised by the event loop; the scope ends here.
+        if not self._ended:
+            self._finish()

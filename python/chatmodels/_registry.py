@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from . import _backend
+from . import _backend, _builtins
 from ._errors import (
     ChatModelError,
     CreationError,
@@ -465,6 +465,7 @@ def _create_global() -> ProviderRegistry:
 
 
 def _populate(registry: ProviderRegistry) -> None:
+    _builtins.register_builtins(registry)
     registry.load_plugins()
 
 

@@ -1,0 +1,236 @@
+"""The built-in providers' metadata, registered with lazy creators.
+
+`register_builtins(registry)` registers every entry of `BUILTINS`; no provider module is
+imported until a provider is first created. To add a provider, append its metadata and the
+module whose ``create(metadata, options)`` makes an instance (see /work/notes/PROVIDERS.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from ._metadata import Capability, ProviderMetadata, ProviderOptions
+
+if TYPE_CHECKING:
+    from ._model import ChatModel
+    from ._registry import ProviderRegistry
+
+__all__ = ["BUILTINS", "register_builtins"]
+
+C = Capability
+_OPENAI_CAPS = frozenset(
+    {
+        C.CHAT,
+        C.STREAMING,
+        C.TOOL_CALLING,
+        C.STRUCTURED_OUTPUT,
+        C.JSON_MODE,
+        C.VISION,
+        C.REASONING,
+        C.SYSTEM_PROMPT,
+    }
+)
+_OPENAI_MODULE = "._providers._openai"
+
+
+def _compat(
+    name: str,
+    description: str,
+    *,
+    gen_ai: str,
+    base_url: str | None,
+    env: str | None,
+    model: str | None,
+    capabilities: frozenset[Capability],
+    required: tuple[str, ...] = ("api_key",),
+    optional: tuple[str, ...] = (),
+    health: bool = True,
+) -> tuple[str, ProviderMetadata]:
+    return _OPENAI_MODULE, ProviderMetadata(
+        name=name,
+        description=description,
+        capabilities=capabilities,
+        gen_ai_provider_name=gen_ai,
+        default_model=model,
+        required_options=required,
+        optional_options=optional,
+        supports_health_check=health,
+        api_key_env=env,
+        default_base_url=base_url,
+        provider_specific={"health_probe": health},
+    )
+
+
+BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
+    _compat(
+        "openai",
+        "OpenAI Chat Completions",
+        gen_ai="openai",
+        base_url="https://api.openai.com/v1",
+        env="OPENAI_API_KEY",
+        model="gpt-4o-mini",
+        capabilities=_OPENAI_CAPS,
+    ),
+    _compat(
+        "azure_openai",
+        "Azure OpenAI: deployments, api-version, the api-key header",
+        gen_ai="azure.ai.openai",
+        base_url=None,
+        env="AZURE_OPENAI_API_KEY",
+        model=None,
+        capabilities=_OPENAI_CAPS,
+        required=("api_key", "base_url", "model"),
+        optional=("api_version",),
+    ),
+    _compat(
+        "groq",
+        "Groq (OpenAI-compatible)",
+        gen_ai="groq",
+        base_url="https://api.groq.com/openai/v1",
+        env="GROQ_API_KEY",
+        model="llama-3.3-70b-versatile",
+        capabilities=_OPENAI_CAPS,
+    ),
+    _compat(
+        "deepseek",
+        "DeepSeek (OpenAI-compatible)",
+        gen_ai="deepseek",
+        base_url="https://api.deepseek.com/v1",
+        env="DEEPSEEK_API_KEY",
+        model="deepseek-chat",
+        capabilities=frozenset(
+            {C.CHAT, C.STREAMING, C.TOOL_CALLING, C.JSON_MODE, C.REASONING, C.SYSTEM_PROMPT}
+        ),
+    ),
+    _compat(
+        "xai",
+        "xAI Grok (OpenAI-compatible)",
+        gen_ai="x_ai",
+        base_url="https://api.x.ai/v1",
+        env="XAI_API_KEY",
+        model="grok-3-mini",
+        capabilities=_OPENAI_CAPS,
+    ),
+    _compat(
+        "together",
+        "Together AI (OpenAI-compatible)",
+        gen_ai="together",
+        base_url="https://api.together.xyz/v1",
+        env="TOGETHER_API_KEY",
+        model="meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        capabilities=_OPENAI_CAPS,
+    ),
+    _compat(
+        "fireworks",
+        "Fireworks AI (OpenAI-compatible)",
+        gen_ai="fireworks",
+        base_url="https://api.fireworks.ai/inference/v1",
+        env="FIREWORKS_API_KEY",
+        model="accounts/fireworks/models/llama-v3p1-8b-instruct",
+        capabilities=_OPENAI_CAPS,
+    ),
+    _compat(
+        "openrouter",
+        "OpenRouter (OpenAI-compatible)",
+        gen_ai="openrouter",
+        base_url="https://openrouter.ai/api/v1",
+        env="OPENROUTER_API_KEY",
+        model="openai/gpt-4o-mini",
+        capabilities=_OPENAI_CAPS,
+    ),
+    _compat(
+        "perplexity",
+        "Perplexity Sonar (OpenAI-compatible; no tool calling)",
+        gen_ai="perplexity",
+        base_url="https://api.perplexity.ai",
+        env="PERPLEXITY_API_KEY",
+        model="sonar",
+        capabilities=frozenset(
+            {C.CHAT, C.STREAMING, C.STRUCTURED_OUTPUT, C.REASONING, C.SYSTEM_PROMPT}
+        ),
+        health=False,
+    ),
+    _compat(
+        "vllm",
+        "A vLLM server (OpenAI-compatible)",
+        gen_ai="vllm",
+        base_url="http://localhost:8000/v1",
+        env="VLLM_API_KEY",
+        model=None,
+        capabilities=_OPENAI_CAPS - {C.REASONING},
+        required=(),
+    ),
+    _compat(
+        "lmstudio",
+        "An LM Studio server (OpenAI-compatible)",
+        gen_ai="lmstudio",
+        base_url="http://localhost:1234/v1",
+        env=None,
+        model=None,
+        capabilities=frozenset(
+            {C.CHAT, C.STREAMING, C.TOOL_CALLING, C.STRUCTURED_OUTPUT, C.VISION, C.SYSTEM_PROMPT}
+        ),
+        required=(),
+    ),
+    _compat(
+        "openai_compatible",
+        "Any OpenAI-compatible server; requires base_url",
+        gen_ai="openai_compatible",
+        base_url=None,
+        env=None,
+        model=None,
+        capabilities=_OPENAI_CAPS - {C.REASONING},
+        required=("base_url",),
+    ),
+    (
+        "._providers._fake",
+        ProviderMetadata(
+            name="fake",
+            description="A deterministic in-process model: scripted replies, tool calls, "
+            "errors, latency",
+            capabilities=frozenset(
+                {
+                    C.CHAT,
+                    C.STREAMING,
+                    C.TOOL_CALLING,
+                    C.STRUCTURED_OUTPUT,
+                    C.JSON_MODE,
+                    C.VISION,
+                    C.SYSTEM_PROMPT,
+                }
+            ),
+            gen_ai_provider_name="fake",
+            default_model="fake-1",
+            optional_options=("responses", "latency", "health"),
+            supports_health_check=True,
+        ),
+    ),
+)
+
+
+class LazyCreator:
+    """A creator that imports its provider module on first use, then calls its `create`."""
+
+    __slots__ = ("_module", "metadata", "module_name")
+
+    def __init__(self, module_name: str, metadata: ProviderMetadata) -> None:
+        self.module_name = module_name
+        self.metadata = metadata
+        self._module: ModuleType | None = None
+
+    def __call__(self, options: ProviderOptions) -> ChatModel:
+        module = self._module
+        if module is None:
+            module = self._module = importlib.import_module(self.module_name, __package__)
+        return module.create(self.metadata, options)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<LazyCreator {self.metadata.name!r} from {self.module_name}>"
+
+
+def register_builtins(registry: ProviderRegistry) -> None:
+    """Register every built-in provider in `registry` (imports no provider module)."""
+    for module_name, metadata in BUILTINS:
+        registry.register(metadata.name, LazyCreator(module_name, metadata), metadata=metadata)

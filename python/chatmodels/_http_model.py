@@ -1,0 +1,327 @@
+"""`HTTPChatModel`: a `ChatModel` driven by a wire-format `Adapter` over the shared transport.
+
+An adapter does no I/O: it turns a `ChatRequest` into a `WireRequest`, response bytes into a
+`ChatResponse`, stream events into `ChatChunk`s and error responses into `ChatModelError`s.
+This module does the rest (sending, retries via the transport, framing, timing, wrapping
+parse failures as invalid_response), so a new provider is one adapter module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any, ClassVar, Protocol
+
+from ._errors import ChatModelError, ErrorCode, InvalidResponseError, make_error
+from ._metadata import ProviderMetadata, ProviderOptions
+from ._model import ChatModel, ChatRequest
+from ._observe import CallScope
+from ._transport import FrameDecoder, Headers, Transport, WireRequest, code_for_status
+from ._types import ChatChunk, ChatResponse, HealthStatus
+
+__all__ = ["Adapter", "HTTPChatModel", "StreamEnd", "error_from_response"]
+
+
+class StreamEnd(Exception):
+    """Raised by `Adapter.parse_event` at the stream's end marker (such as ``[DONE]``)."""
+
+
+class Adapter(Protocol):
+    """A provider's wire format: pure functions of requests and response bytes.
+
+    Attributes:
+        supported_params: the sampling parameters the API accepts.
+    """
+
+    supported_params: ClassVar[frozenset[str]]
+
+    def build_request(self, request: ChatRequest) -> WireRequest:
+        """The HTTP request for `request` (`request.stream` says which kind)."""
+
+    def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
+        """The `ChatResponse` in a successful body. May raise KeyError, ValueError or
+        TypeError on a malformed body: they become invalid_response."""
+
+    def new_decoder(self) -> FrameDecoder:
+        """A frame decoder for a streamed body (`SSEDecoder`, `NDJSONDecoder`, ...)."""
+
+    def parse_event(self, event: Any, state: dict[str, Any]) -> Iterable[ChatChunk]:
+        """The chunks in one decoded stream event; `state` persists across one stream's
+        events. Raise `StreamEnd` at the end marker, a `ChatModelError` for an error event."""
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        """The error an HTTP error response means (see `error_from_response`)."""
+
+    def health_request(self) -> WireRequest | None:
+        """A cheap request that proves the API answers (None: no probe)."""
+
+
+# Words in providers' error messages and codes that name a specific failure.
+_CONTEXT_HINTS = (
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "string_above_max_length",
+    "tokens_limit_reached",
+)
+_FILTER_HINTS = (
+    "content_filter",
+    "content_policy",
+    "content management policy",
+    "responsibleai",
+    "safety system",
+    "flagged",
+)
+
+
+def error_from_response(
+    status: int,
+    headers: Headers,
+    body: bytes,
+    *,
+    provider: str,
+    op: str = "invoke",
+    message: str | None = None,
+    provider_code: str | None = None,
+) -> ChatModelError:
+    """The `ChatModelError` an HTTP error means: the code from the status (401
+    authentication, 403 permission_denied, 429 rate_limited, other 4xx bad_request, 5xx
+    provider_unavailable), refined to context_length_exceeded or content_filtered when the
+    provider's message or code says so. Keeps the provider's message and request id.
+
+    Adapters pass `message`/`provider_code` when they know where their API puts them; else
+    the usual JSON shapes are tried.
+    """
+    if message is None or provider_code is None:
+        found_message, found_code = _message_of(body)
+        message = message if message is not None else found_message
+        provider_code = provider_code if provider_code is not None else found_code
+    code = code_for_status(status)
+    if status < 500 and status not in (401, 403, 429):
+        haystack = f"{provider_code or ''} {message or ''}".lower()
+        if any(h in haystack for h in _CONTEXT_HINTS):
+            code = ErrorCode.CONTEXT_LENGTH_EXCEEDED.value
+        elif any(h in haystack for h in _FILTER_HINTS):
+            code = ErrorCode.CONTENT_FILTERED.value
+    from ._transport import request_id_of
+
+    detail = f"HTTP {status}"
+    if provider_code:
+        detail += f" {provider_code}"
+    if message:
+        detail += f": {message}"
+    return make_error(
+        code,
+        detail,
+        op=op,
+        provider=provider,
+        status_code=status,
+        request_id=request_id_of(headers),
+    )
+
+
+def _message_of(body: bytes) -> tuple[str | None, str | None]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body[:500].decode("utf-8", "replace").strip()
+        return (text or None), None
+    if isinstance(data, list) and data:
+        data = data[0]
+    if not isinstance(data, dict):
+        return None, None
+    err = data.get("error", data)
+    if isinstance(err, str):
+        return err, None
+    if not isinstance(err, dict):
+        return None, None
+    message = err.get("message") or err.get("detail") or data.get("message")
+    code = err.get("code") or err.get("type") or err.get("status")
+    return (
+        str(message) if message is not None else None,
+        str(code) if code is not None else None,
+    )
+
+
+def _redact(error: ChatModelError, secret: str | None) -> ChatModelError:
+    """Scrub the API key from a provider's message (some echo a malformed key back)."""
+    if secret and len(secret) >= 4 and secret in error.detail:
+        error.detail = error.detail.replace(secret, "**********")
+        error.args = (error._message(),)
+    return error
+
+
+class HTTPChatModel(ChatModel):
+    """A chat model that speaks an HTTP API through an `Adapter` and a pooled `Transport`."""
+
+    def __init__(
+        self,
+        metadata: ProviderMetadata,
+        options: ProviderOptions | None,
+        adapter: Adapter,
+        *,
+        base_url: str | None = None,
+    ) -> None:
+        super().__init__(metadata, options)
+        opts = self.options
+        url = base_url or opts.base_url or metadata.default_base_url
+        if not url:
+            raise make_error(
+                "invalid_config",
+                f"provider {metadata.name!r} needs a base_url",
+                op="create",
+                provider=metadata.name,
+            )
+        self.adapter = adapter
+        self.supported_params = adapter.supported_params  # type: ignore[misc]
+        self.transport = Transport(
+            url,
+            timeout=opts.timeout or metadata.default_timeout,
+            max_retries=opts.max_retries if opts.max_retries is not None else metadata.max_retries,
+            provider=metadata.name,
+        )
+        self._secret = opts.api_key_value()
+
+    @property
+    def base_url(self) -> str:
+        """The API root calls go to."""
+        return self.transport.base_url
+
+    def _server(self) -> tuple[str | None, int | None]:
+        return self.transport.host, self.transport.port
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.transport.close()
+        super().close()
+
+    async def aclose(self) -> None:
+        """Close every connection, waiting for the async ones."""
+        await self.transport.aclose()
+        super().close()
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def _error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        try:
+            error = self.adapter.parse_error(status, headers, body)
+        except Exception:
+            error = error_from_response(status, headers, body, provider=self.provider)
+        return _redact(error, self._secret)
+
+    def _parse(self, body: bytes, request: ChatRequest) -> ChatResponse:
+        try:
+            return self.adapter.parse_response(body, request)
+        except ChatModelError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise InvalidResponseError(
+                f"cannot parse the reply: {type(exc).__name__}: {exc}",
+                op="invoke",
+                provider=self.provider,
+                err=exc,
+            ) from exc
+
+    def _invoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
+        wire = self.adapter.build_request(request)
+        resp = self.transport.request(wire, timeout=request.timeout, scope=scope)
+        if resp.status >= 300:
+            raise self._error(resp.status, resp.headers, resp.body)
+        return self._parse(resp.body, request)
+
+    async def _ainvoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
+        wire = self.adapter.build_request(request)
+        resp = await self.transport.arequest(wire, timeout=request.timeout, scope=scope)
+        if resp.status >= 300:
+            raise self._error(resp.status, resp.headers, resp.body)
+        return self._parse(resp.body, request)
+
+    def _events(self, events: Iterable[Any], state: dict[str, Any]) -> Iterator[ChatChunk]:
+        parse = self.adapter.parse_event
+        for event in events:
+            try:
+                yield from parse(event, state)
+            except (ChatModelError, StreamEnd):
+                raise
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                raise InvalidResponseError(
+                    f"cannot parse a stream event: {type(exc).__name__}: {exc}",
+                    op="stream",
+                    provider=self.provider,
+                    err=exc,
+                ) from exc
+
+    def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
+        wire = self.adapter.build_request(request)
+        stream = self.transport.stream(wire, timeout=request.timeout, scope=scope)
+        try:
+            if stream.status >= 300:
+                raise self._error(stream.status, stream.headers, stream.body())
+            decoder = self.adapter.new_decoder()
+            state: dict[str, Any] = {}
+            try:
+                for data in stream.chunks():
+                    yield from self._events(decoder.feed(data), state)
+                yield from self._events(decoder.flush(), state)
+            except StreamEnd:
+                return
+        finally:
+            stream.close()
+
+    async def _astream(self, request: ChatRequest, scope: CallScope) -> AsyncIterator[ChatChunk]:
+        wire = self.adapter.build_request(request)
+        stream = await self.transport.astream(wire, timeout=request.timeout, scope=scope)
+        try:
+            if stream.status >= 300:
+                raise self._error(stream.status, stream.headers, await stream.body())
+            decoder = self.adapter.new_decoder()
+            state: dict[str, Any] = {}
+            try:
+                async for data in stream.chunks():
+                    for chunk in self._events(decoder.feed(data), state):
+                        yield chunk
+                for chunk in self._events(decoder.flush(), state):
+                    yield chunk
+            except StreamEnd:
+                return
+        finally:
+            stream.close()
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _health(self, timeout: float) -> HealthStatus:
+        wire = self.adapter.health_request()
+        if wire is None:
+            return HealthStatus("unknown", None, f"provider {self.provider!r} has no probe")
+        start = time.perf_counter()
+        resp = self.transport.request(wire, timeout=timeout, retries=0)
+        return self._health_status(resp.status, resp.headers, resp.body, start)
+
+    async def _ahealth(self, timeout: float) -> HealthStatus:
+        wire = self.adapter.health_request()
+        if wire is None:
+            return HealthStatus("unknown", None, f"provider {self.provider!r} has no probe")
+        start = time.perf_counter()
+        resp = await self.transport.arequest(wire, timeout=timeout, retries=0)
+        return self._health_status(resp.status, resp.headers, resp.body, start)
+
+    def _health_status(
+        self, status: int, headers: Headers, body: bytes, start: float
+    ) -> HealthStatus:
+        latency = time.perf_counter() - start
+        if status < 300:
+            return HealthStatus("healthy", latency, f"HTTP {status}")
+        error = self._error(status, headers, body)
+        if status == 429:
+            return HealthStatus("degraded", latency, error.detail, error.code.value)
+        return HealthStatus("unhealthy", latency, error.detail, error.code.value)
+
+
+def json_body(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as request bodies are sent."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

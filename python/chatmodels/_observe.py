@@ -1,0 +1,124 @@
+"""The telemetry seam: what every chat call tells an observer, and the do-nothing default.
+
+`ChatModel` builds one `CallInfo` per call and calls ``get_observer().start(info)`` in exactly
+one place; the returned `CallScope` then hears of each transport attempt, each streamed
+chunk, and exactly one `end` or `fail`. The OpenTelemetry implementation lives elsewhere and
+installs itself with `set_observer`; until then the no-op observer costs a function call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._errors import ChatModelError
+    from ._types import ChatChunk, ChatResponse, Message, Tool
+
+__all__ = [
+    "NOOP_OBSERVER",
+    "NOOP_SCOPE",
+    "CallInfo",
+    "CallObserver",
+    "CallScope",
+    "get_observer",
+    "set_observer",
+]
+
+
+@dataclasses.dataclass(slots=True)
+class CallInfo:
+    """What is known about a chat call before it is sent.
+
+    `provider` is the registered name; `gen_ai_provider_name` the OpenTelemetry GenAI value
+    (``openai``, ``azure.ai.openai``, ...). `params` holds the request parameters that were
+    set (temperature, max_tokens, top_p, top_k, stop, seed, frequency_penalty,
+    presence_penalty, n). `messages`, `tools` and `system_instructions` are there for opt-in
+    content capture; an observer that does not capture content must ignore them.
+    """
+
+    provider: str
+    gen_ai_provider_name: str | None
+    request_model: str | None
+    operation: str = "chat"
+    server_address: str | None = None
+    server_port: int | None = None
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    stream: bool = False
+    conversation_id: str | None = None
+    output_type: str = "text"
+    messages: Sequence[Message] = ()
+    tools: Sequence[Tool] = ()
+    system_instructions: Sequence[str] = ()
+
+
+class CallScope(Protocol):
+    """One call in progress, as the observer sees it."""
+
+    def attempt(self, number: int, error: ChatModelError | None) -> None:
+        """The transport made attempt `number` (1-based); `error` is why it is retried, or None
+        when it succeeded."""
+
+    def chunk(self, chunk: ChatChunk) -> None:
+        """A streamed chunk arrived."""
+
+    def end(self, response: ChatResponse) -> None:
+        """The call finished with `response` (for a stream: what it accumulated)."""
+
+    def fail(self, error: ChatModelError) -> None:
+        """The call failed; the scope may set ``error.correlation_id``."""
+
+
+class CallObserver(Protocol):
+    """Starts a `CallScope` for each call."""
+
+    def start(self, info: CallInfo) -> CallScope:
+        """A call is about to be sent."""
+
+
+class _NoopScope:
+    __slots__ = ()
+
+    def attempt(self, number: int, error: ChatModelError | None) -> None:
+        pass
+
+    def chunk(self, chunk: ChatChunk) -> None:
+        pass
+
+    def end(self, response: ChatResponse) -> None:
+        pass
+
+    def fail(self, error: ChatModelError) -> None:
+        pass
+
+
+class _NoopObserver:
+    __slots__ = ()
+
+    def start(self, info: CallInfo) -> CallScope:
+        return NOOP_SCOPE
+
+
+NOOP_SCOPE: CallScope = _NoopScope()
+NOOP_OBSERVER: CallObserver = _NoopObserver()
+
+_observer: CallObserver = NOOP_OBSERVER
+
+
+def get_observer() -> CallObserver:
+    """The observer every chat call reports to."""
+    return _observer
+
+
+def set_observer(observer: CallObserver | None) -> CallObserver:
+    """Install `observer` (None: the no-op one) and return the previous one."""
+    global _observer
+    previous = _observer
+    _observer = observer if observer is not None else NOOP_OBSERVER
+    return previous
+
+
+def is_noop(observer: CallObserver) -> bool:
+    """Whether `observer` is the do-nothing default (so callers can skip optional work)."""
+    return observer is NOOP_OBSERVER

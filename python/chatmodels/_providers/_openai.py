@@ -1,0 +1,321 @@
+"""The OpenAI Chat Completions wire format: `openai`, `azure_openai` and the
+OpenAI-compatible family (groq, deepseek, xai, together, fireworks, openrouter, perplexity,
+vllm, lmstudio, openai_compatible).
+
+Reference: https://platform.openai.com/docs/api-reference/chat (request, response, the
+``chat.completion.chunk`` stream with ``stream_options.include_usage``) and, for Azure, the
+data-plane reference (``/openai/deployments/{deployment}/chat/completions?api-version=``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from .._errors import ChatModelError
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body
+from .._metadata import ProviderMetadata, ProviderOptions
+from .._model import ChatRequest
+from .._transport import Headers, SSEDecoder, WireRequest
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    normalize_finish_reason,
+)
+
+__all__ = ["AzureOpenAIAdapter", "OpenAIAdapter", "create"]
+
+AZURE_API_VERSION = "2024-10-21"
+
+# Models that take max_completion_tokens and refuse max_tokens.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def _wire_message(msg: Message) -> dict[str, Any]:
+    content = msg.content
+    out: dict[str, Any] = {"role": msg.role}
+    if isinstance(content, str):
+        out["content"] = content
+    else:
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            if isinstance(part, ImagePart):
+                image: dict[str, Any] = {"url": part.as_data_url()}
+                if part.detail:
+                    image["detail"] = part.detail
+                parts.append({"type": "image_url", "image_url": image})
+            else:
+                parts.append({"type": "text", "text": part.text})
+        out["content"] = parts
+    if msg.tool_calls:
+        if not content:
+            out["content"] = None
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json()},
+            }
+            for call in msg.tool_calls
+        ]
+    if msg.tool_call_id is not None:
+        out["tool_call_id"] = msg.tool_call_id
+    if msg.name is not None and msg.role != "tool":
+        out["name"] = msg.name
+    return out
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    prompt = raw.get("prompt_tokens") or 0
+    completion = raw.get("completion_tokens") or 0
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens")
+    if cached is None:
+        cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=raw.get("total_tokens") or prompt + completion,
+        cache_read_input_tokens=cached,
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+    )
+
+
+class OpenAIAdapter:
+    """Chat Completions over ``POST {base_url}/chat/completions`` with a Bearer key."""
+
+    supported_params: ClassVar[frozenset[str]] = frozenset(
+        {
+            "temperature",
+            "max_tokens",
+            "top_p",
+            "stop",
+            "seed",
+            "frequency_penalty",
+            "presence_penalty",
+            "n",
+        }
+    )
+    path = "/chat/completions"
+
+    def __init__(self, provider: str, api_key: str | None, *, probe: bool = True) -> None:
+        self.provider = provider
+        self.probe = probe
+        auth = self._auth_headers(api_key)
+        self._json_headers = {
+            **auth,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._sse_headers = {
+            **auth,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def _path(self, request: ChatRequest) -> str:
+        return self.path
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of a chat completion request."""
+        body: dict[str, Any] = {
+            "messages": [_wire_message(m) for m in request.messages],
+            "model": request.model,
+        }
+        params = request.params
+        if params:
+            for key, value in params.items():
+                if key == "max_tokens" and request.model.startswith(_REASONING_PREFIXES):
+                    body["max_completion_tokens"] = value
+                else:
+                    body[key] = value
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if request.tools:
+            tools = []
+            for tool in request.tools:
+                fn: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+                if tool.description:
+                    fn["description"] = tool.description
+                if tool.strict is not None:
+                    fn["strict"] = tool.strict
+                tools.append({"type": "function", "function": fn})
+            body["tools"] = tools
+            choice = request.tool_choice
+            if isinstance(choice, str) and choice not in ("auto", "none", "required"):
+                choice = {"type": "function", "function": {"name": choice}}
+            if choice is not None:
+                body["tool_choice"] = choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
+        fmt = request.response_format
+        if fmt is not None:
+            if fmt.type == "json_schema":
+                spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema}
+                if fmt.strict is not None:
+                    spec["strict"] = fmt.strict
+                body["response_format"] = {"type": "json_schema", "json_schema": spec}
+            else:
+                body["response_format"] = {"type": fmt.type}
+        if request.provider_specific:
+            body.update(request.provider_specific)
+        return body
+
+    def build_request(self, request: ChatRequest) -> WireRequest:
+        """``POST /chat/completions``."""
+        headers = self._sse_headers if request.stream else self._json_headers
+        return WireRequest(
+            "POST", self._path(request), headers, json_body(self.build_body(request))
+        )
+
+    def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
+        """A ``chat.completion`` object (its first choice)."""
+        data = json.loads(body)
+        if "error" in data and "choices" not in data:
+            raise self.parse_error(500, _NoHeaders(), body)
+        choice = data["choices"][0]
+        msg = choice.get("message") or {}
+        calls = tuple(
+            ToolCall.from_wire(
+                call.get("id") or "",
+                call["function"]["name"],
+                call["function"].get("arguments"),
+            )
+            for call in msg.get("tool_calls") or ()
+        )
+        raw_finish = choice.get("finish_reason")
+        return ChatResponse(
+            message=Message("assistant", msg.get("content") or "", calls),
+            id=data.get("id"),
+            model=data.get("model"),
+            provider=self.provider,
+            finish_reason=normalize_finish_reason(raw_finish),
+            raw_finish_reason=raw_finish,
+            usage=_usage(data.get("usage")),
+        )
+
+    def new_decoder(self) -> SSEDecoder:
+        """Chat Completions streams are server-sent events."""
+        return SSEDecoder()
+
+    def parse_event(
+        self, event: tuple[str | None, bytes], state: dict[str, Any]
+    ) -> Iterable[ChatChunk]:
+        """One ``chat.completion.chunk``; ``[DONE]`` ends the stream."""
+        data = event[1]
+        if data == b"[DONE]":
+            raise StreamEnd
+        obj = json.loads(data)
+        if "error" in obj and "choices" not in obj:
+            raise self.parse_error(500, _NoHeaders(), data)
+        usage_raw = obj.get("usage")
+        if usage_raw is None:
+            extra = obj.get("x_groq")  # Groq reports stream usage here
+            if extra:
+                usage_raw = extra.get("usage")
+        usage = _usage(usage_raw)
+        text = ""
+        deltas: tuple[ToolCallDelta, ...] = ()
+        raw_finish = None
+        seen = False
+        for choice in obj.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            seen = True
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            calls = delta.get("tool_calls")
+            if calls:
+                deltas = tuple(
+                    ToolCallDelta(
+                        index=call.get("index", 0),
+                        id=call.get("id"),
+                        name=(call.get("function") or {}).get("name"),
+                        arguments=(call.get("function") or {}).get("arguments") or "",
+                    )
+                    for call in calls
+                )
+            raw_finish = choice.get("finish_reason")
+        if not seen and usage is None:
+            return ()
+        return (
+            ChatChunk(
+                text=text,
+                tool_call_deltas=deltas,
+                finish_reason=normalize_finish_reason(raw_finish),
+                raw_finish_reason=raw_finish,
+                usage=usage,
+                id=obj.get("id"),
+                model=obj.get("model"),
+            ),
+        )
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        """``{"error": {"message", "type", "code"}}``, mapped by status and code."""
+        return error_from_response(status, headers, body, provider=self.provider)
+
+    def health_request(self) -> WireRequest | None:
+        """``GET /models``: lists models, spends no tokens."""
+        if not self.probe:
+            return None
+        return WireRequest("GET", "/models", self._json_headers)
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """Azure OpenAI: the deployment in the path, ``api-version`` in the query, the key in
+    the ``api-key`` header."""
+
+    def __init__(self, provider: str, api_key: str | None, api_version: str) -> None:
+        self.api_version = api_version
+        super().__init__(provider, api_key)
+
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"api-key": api_key} if api_key else {}
+
+    def _path(self, request: ChatRequest) -> str:
+        deployment = quote(request.model, safe="")
+        return f"/openai/deployments/{deployment}/chat/completions?api-version={self.api_version}"
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The OpenAI body without `model`: the deployment names it."""
+        body = super().build_body(request)
+        del body["model"]
+        return body
+
+    def health_request(self) -> WireRequest | None:
+        """``GET /openai/models``."""
+        return WireRequest(
+            "GET", f"/openai/models?api-version={self.api_version}", self._json_headers
+        )
+
+
+class _NoHeaders:
+    def get(self, name: str, /) -> str | None:
+        return None
+
+
+def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:
+    """An instance of any provider of the OpenAI family."""
+    key = options.api_key_value()
+    adapter: OpenAIAdapter
+    if metadata.name == "azure_openai":
+        version = options.provider_specific.get("api_version") or AZURE_API_VERSION
+        adapter = AzureOpenAIAdapter(metadata.name, key, str(version))
+    else:
+        probe = bool(metadata.provider_specific.get("health_probe", True))
+        adapter = OpenAIAdapter(metadata.name, key, probe=probe)
+    return HTTPChatModel(metadata, options, adapter)

@@ -1,0 +1,758 @@
+"""The transport: the only place that opens sockets.
+
+Sync calls use `http.client` with a pool of keep-alive connections per transport; async calls
+use aiohttp (imported on first async use), one session per event loop. Both retry what may
+succeed again (connection failures, timeouts, HTTP 408/429/5xx) up to `max_retries` times
+with exponential backoff and jitter, honouring Retry-After. Streams are framed by push
+decoders (`SSEDecoder`, `NDJSONDecoder`) that work the same for sync and async bodies, and a
+stream closed before its end closes its connection rather than returning it to the pool.
+
+Errors are born here only for what the transport understands (timeout, network,
+cancelled); an HTTP error status is returned to the caller, whose adapter reads the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import email.utils
+import http.client
+import random
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from ._errors import ChatModelError, make_error
+from ._observe import NOOP_SCOPE, CallScope
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "NDJSONDecoder",
+    "SSEDecoder",
+    "Transport",
+    "WireRequest",
+    "WireResponse",
+    "code_for_status",
+    "shared_ssl_context",
+]
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+MAX_RETRY_AFTER = 60.0
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_READ_SIZE = 65536
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WireRequest:
+    """An HTTP request as an adapter builds it; `path` is relative to the base URL's path."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = dataclasses.field(repr=False)
+    body: bytes | None = dataclasses.field(default=None, repr=False)
+
+
+class Headers(Protocol):
+    """Case-insensitive header lookup (http.client's and aiohttp's both qualify)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
+@dataclasses.dataclass(slots=True)
+class WireResponse:
+    """An HTTP response: status, headers (case-insensitive `get`) and the whole body."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+    @property
+    def request_id(self) -> str | None:
+        """The provider's request id, from the usual headers."""
+        return request_id_of(self.headers)
+
+
+def request_id_of(headers: Headers) -> str | None:
+    """The request id a provider sent in its headers, if any."""
+    for name in ("x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id", "cf-ray"):
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def code_for_status(status: int) -> str:
+    """The error code an HTTP error status means when the body says nothing more."""
+    if status == 401:
+        return "authentication"
+    if status == 403:
+        return "permission_denied"
+    if status == 429:
+        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    if status >= 500:
+        return "provider_unavailable"
+    return "bad_request"
+
+
+def _retryable_status(status: int) -> bool:
+    return status >= 500 or status in _RETRY_STATUSES
+
+
+def _retry_after(headers: Headers) -> float | None:
+    """Seconds the server asked us to wait, from retry-after-ms or Retry-After."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based): the server's Retry-After when
+    it gave one, else 0.5 s doubling up to 8 s, with jitter."""
+    if retry_after is not None:
+        return retry_after
+    base: float = min(8.0, 0.5 * 2 ** (attempt - 1))
+    return base * (1 - 0.25 * random.random())
+
+
+_ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The TLS context every transport shares (building one costs milliseconds)."""
+    global _ssl_context
+    ctx = _ssl_context
+    if ctx is None:
+        with _ssl_lock:
+            ctx = _ssl_context
+            if ctx is None:
+                ctx = _ssl_context = ssl.create_default_context()
+    return ctx
+
+
+# -- framing -------------------------------------------------------------------------------
+
+
+class FrameDecoder(Protocol):
+    """Turns body bytes, fed as they arrive, into events."""
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Events completed by `data`."""
+
+    def flush(self) -> list[Any]:
+        """Events left when the body ends."""
+
+
+class _Lines:
+    __slots__ = ("_rest",)
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def split(self, data: bytes) -> list[bytes]:
+        if self._rest:
+            data = self._rest + data
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        return lines
+
+    def tail(self) -> bytes:
+        rest, self._rest = self._rest, b""
+        return rest
+
+
+class SSEDecoder:
+    """Server-sent events: yields ``(event_name or None, data bytes)`` per event."""
+
+    __slots__ = ("_data", "_event", "_lines")
+
+    def __init__(self) -> None:
+        self._lines = _Lines()
+        self._event: str | None = None
+        self._data: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[tuple[str | None, bytes]]:
+        """Events completed by `data`."""
+        out: list[tuple[str | None, bytes]] = []
+        for line in self._lines.split(data):
+            self._line(line, out)
+        return out
+
+    def flush(self) -> list[tuple[str | None, bytes]]:
+        """The last event, when the body did not end with a blank line."""
+        out: list[tuple[str | None, bytes]] = []
+        tail = self._lines.tail()
+        if tail:
+            self._line(tail, out)
+        self._line(b"", out)
+        return out
+
+    def _line(self, line: bytes, out: list[tuple[str | None, bytes]]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            if self._data:
+                out.append((self._event, b"\n".join(self._data)))
+                self._data = []
+            self._event = None
+            return
+        if line.startswith(b"data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        elif line.startswith(b"event:"):
+            self._event = line[6:].strip().decode("utf-8", "replace")
+        # comments (":") and id/retry fields carry nothing a chat stream needs
+
+
+class NDJSONDecoder:
+    """Newline-delimited JSON: yields each non-empty line's bytes."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines = _Lines()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Lines completed by `data`."""
+        return [line for line in self._lines.split(data) if line.strip()]
+
+    def flush(self) -> list[bytes]:
+        """The last line, when the body did not end with a newline."""
+        tail = self._lines.tail()
+        return [tail] if tail.strip() else []
+
+
+# -- the transport -------------------------------------------------------------------------
+
+
+def _decode_body(headers: Headers, body: bytes) -> bytes:
+    encoding = headers.get("content-encoding")
+    if encoding and body:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(body, 47)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    return body
+
+
+class Transport:
+    """Pooled sync and async HTTP to one API root.
+
+    Args:
+        base_url: the API root, such as ``https://api.openai.com/v1``.
+        timeout: the read timeout in seconds (per call overridable).
+        connect_timeout: seconds to wait for a connection.
+        max_retries: how many times a retryable failure is tried again.
+        max_connections: the async connection limit and the sync idle-pool size.
+        provider: the provider name, for errors.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        max_retries: int = 2,
+        max_connections: int = 100,
+        provider: str | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise make_error(
+                "invalid_config", f"base_url {base_url!r} is not an http(s) URL", op="transport"
+            )
+        self.base_url = base_url
+        self.https = parts.scheme == "https"
+        self.host: str = parts.hostname
+        self.port: int = parts.port or (443 if self.https else 80)
+        self.base_path = parts.path.rstrip("/")
+        self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+        self.connect_timeout = (
+            connect_timeout if connect_timeout is not None else DEFAULT_CONNECT_TIMEOUT
+        )
+        self.max_retries = max_retries
+        self.max_connections = max_connections
+        self.provider = provider
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+
+    def __repr__(self) -> str:
+        return f"<Transport {self._origin}{self.base_path}>"
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _error(self, code: str, detail: str, exc: BaseException | None = None) -> ChatModelError:
+        return make_error(code, detail, op="transport", provider=self.provider, err=exc)
+
+    def _exc_to_error(self, exc: BaseException, timeout: float) -> ChatModelError:
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+            return self._error(
+                "timeout", f"no answer from {self._origin} within {timeout:g} s", exc
+            )
+        return self._error(
+            "network", f"connection to {self._origin} failed: {type(exc).__name__}: {exc}", exc
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._error("invalid_config", "the model is closed")
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        conn: http.client.HTTPConnection
+        if self.https:
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.connect_timeout, context=shared_ssl_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+        return conn, False
+
+    def _release(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < self.max_connections:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _send(
+        self, req: WireRequest, timeout: float
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send `req` once; a reused connection the server has dropped is replaced once."""
+        url = self.base_path + req.path
+        while True:
+            conn, reused = self._connection()
+            try:
+                if conn.sock is None:
+                    conn.connect()
+                conn.sock.settimeout(timeout)
+                conn.request(req.method, url, req.body, dict(req.headers))
+                return conn, conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+                conn.close()
+                if not reused:
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+
+    def request(
+        self,
+        req: WireRequest,
+        *,
+        timeout: float | None = None,
+        scope: CallScope = NOOP_SCOPE,
+        retries: int | None = None,
+    ) -> WireResponse:
+        """Send `req` and read the whole response, retrying what may succeed again.
+
+        Returns the response whatever its status once retries are spent; raises timeout,
+        network or cancelled errors.
+        """
+        self._check_open()
+        limit = timeout if timeout is not None else self.timeout
+        last = (self.max_retries if retries is None else retries) + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn, resp = self._send(req, limit)
+                try:
+                    body = resp.read()
+                except BaseException:
+                    conn.close()
+                    raise
+            except (OSError, http.client.HTTPException) as exc:
+                error = self._exc_to_error(exc, limit)
+                scope.attempt(attempt, error)
+                if attempt >= last:
+                    raise error from exc
+                time.sleep(backoff_delay(attempt))
+                continue
+            if resp.will_close:
+                conn.close()
+            else:
+                self._release(conn)
+            status = resp.status
+            headers: Headers = resp.headers
+            if status < 300 or not _retryable_status(status) or attempt >= last:
+                if status >= 300:
+                    scope.attempt(attempt, self._status_error(status, headers))
+                elif scope is not NOOP_SCOPE:
+                    scope.attempt(attempt, None)
+                return WireResponse(status, headers, _decode_body(headers, body))
+            wait = _retry_after(headers)
+            scope.attempt(attempt, self._status_error(status, headers))
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                return WireResponse(status, headers, _decode_body(headers, body))
+            time.sleep(backoff_delay(attempt, wait))
+
+    def _status_error(self, status: int, headers: Headers) -> ChatModelError:
+        return make_error(
+            code_for_status(status),
+            f"HTTP {status}",
+            op="transport",
+            provider=self.provider,
+            status_code=status,
+            request_id=request_id_of(headers),
+        )
+
+    def stream(
+        self, req: WireRequest, *, timeout: float | None = None, scope: CallScope = NOOP_SCOPE
+    ) -> SyncStream:
+        """Send `req` and return the open response to read incrementally.
+
+        Retries happen before the body is read; an error status comes back as a `SyncStream`
+        whose `status` says so (read its `body()`).
+        """
+        self._check_open()
+        limit = timeout if timeout is not None else self.timeout
+        last = self.max_retries + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn, resp = self._send(req, limit)
+            except (OSError, http.client.HTTPException) as exc:
+                error = self._exc_to_error(exc, limit)
+                scope.attempt(attempt, error)
+                if attempt >= last:
+                    raise error from exc
+                time.sleep(backoff_delay(attempt))
+                continue
+            status = resp.status
+            headers: Headers = resp.headers
+            if status < 300 or not _retryable_status(status) or attempt >= last:
+                if status >= 300:
+                    scope.attempt(attempt, self._status_error(status, headers))
+                elif scope is not NOOP_SCOPE:
+                    scope.attempt(attempt, None)
+                return SyncStream(self, conn, resp, limit)
+            wait = _retry_after(headers)
+            scope.attempt(attempt, self._status_error(status, headers))
+            SyncStream(self, conn, resp, limit).body()
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                # Spent: send once more so the caller gets a response it can read.
+                last = attempt + 1
+                continue
+            time.sleep(backoff_delay(attempt, wait))
+
+    # -- async -----------------------------------------------------------------------------
+
+    async def _asession(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is not None and self._session_loop is loop and not session.closed:
+            return session
+        import aiohttp
+
+        if session is not None:
+            _abandon(session)
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections,
+            ssl=shared_ssl_context() if self.https else False,
+            ttl_dns_cache=300,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
+            skip_auto_headers=("User-Agent", "Content-Type"),
+        )
+        self._session, self._session_loop = session, loop
+        return session
+
+    async def _asend(self, req: WireRequest, timeout: float) -> aiohttp.ClientResponse:
+        import aiohttp
+
+        session = await self._asession()
+        return await session.request(
+            req.method,
+            self._origin + self.base_path + req.path,
+            data=req.body,
+            headers=req.headers,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self.connect_timeout, sock_read=timeout
+            ),
+        )
+
+    async def arequest(
+        self,
+        req: WireRequest,
+        *,
+        timeout: float | None = None,
+        scope: CallScope = NOOP_SCOPE,
+        retries: int | None = None,
+    ) -> WireResponse:
+        """Async `request`."""
+        self._check_open()
+        limit = timeout if timeout is not None else self.timeout
+        last = (self.max_retries if retries is None else retries) + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._asend(req, limit)
+                try:
+                    body = await resp.read()
+                finally:
+                    resp.release()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _is_transport_exc(exc):
+                    raise
+                error = self._exc_to_error(exc, limit)
+                scope.attempt(attempt, error)
+                if attempt >= last:
+                    raise error from exc
+                await asyncio.sleep(backoff_delay(attempt))
+                continue
+            status = resp.status
+            headers: Headers = resp.headers
+            if status < 300 or not _retryable_status(status) or attempt >= last:
+                if status >= 300:
+                    scope.attempt(attempt, self._status_error(status, headers))
+                elif scope is not NOOP_SCOPE:
+                    scope.attempt(attempt, None)
+                return WireResponse(status, headers, body)
+            wait = _retry_after(headers)
+            scope.attempt(attempt, self._status_error(status, headers))
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                return WireResponse(status, headers, body)
+            await asyncio.sleep(backoff_delay(attempt, wait))
+
+    async def astream(
+        self, req: WireRequest, *, timeout: float | None = None, scope: CallScope = NOOP_SCOPE
+    ) -> AsyncStream:
+        """Async `stream`."""
+        self._check_open()
+        limit = timeout if timeout is not None else self.timeout
+        last = self.max_retries + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._asend(req, limit)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _is_transport_exc(exc):
+                    raise
+                error = self._exc_to_error(exc, limit)
+                scope.attempt(attempt, error)
+                if attempt >= last:
+                    raise error from exc
+                await asyncio.sleep(backoff_delay(attempt))
+                continue
+            status = resp.status
+            headers: Headers = resp.headers
+            if status < 300 or not _retryable_status(status) or attempt >= last:
+                if status >= 300:
+                    scope.attempt(attempt, self._status_error(status, headers))
+                elif scope is not NOOP_SCOPE:
+                    scope.attempt(attempt, None)
+                return AsyncStream(self, resp, limit)
+            wait = _retry_after(headers)
+            scope.attempt(attempt, self._status_error(status, headers))
+            resp.release()
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                last = attempt + 1
+                continue
+            await asyncio.sleep(backoff_delay(attempt, wait))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every pooled connection. An async session of a loop that is gone is
+        closed without waiting."""
+        self._closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+        session, self._session = self._session, None
+        if session is not None:
+            _abandon(session)
+
+    async def aclose(self) -> None:
+        """Close every connection, waiting for the async session to shut down."""
+        session = self._session
+        loop = asyncio.get_running_loop()
+        if session is not None and self._session_loop is loop:
+            self._session = None
+            await session.close()
+        self.close()
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Close a session without awaiting (its loop may be gone)."""
+    connector = session.connector
+    if connector is not None and not connector.closed:
+        # the loop that owned it may be closed; its sockets go with it
+        with contextlib.suppress(Exception):
+            connector._close()
+
+
+_transport_excs: tuple[type[BaseException], ...] | None = None
+
+
+def _is_transport_exc(exc: BaseException) -> bool:
+    global _transport_excs
+    if _transport_excs is None:
+        import aiohttp
+
+        _transport_excs = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+    return isinstance(exc, _transport_excs)
+
+
+class SyncStream:
+    """An open sync response: `status`, `headers`, then `chunks()` or `body()`; `close()`
+    returns the connection to the pool when the body was read to its end, else closes it."""
+
+    __slots__ = ("_conn", "_done", "_resp", "_timeout", "_transport", "headers", "status")
+
+    def __init__(
+        self,
+        transport: Transport,
+        conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+        timeout: float,
+    ) -> None:
+        self._transport = transport
+        self._conn: http.client.HTTPConnection | None = conn
+        self._resp = resp
+        self._timeout = timeout
+        self._done = False
+        self.status = resp.status
+        self.headers: Headers = resp.headers
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive; raises timeout or network errors."""
+        read = self._resp.read1
+        try:
+            while True:
+                data = read(_READ_SIZE)
+                if not data:
+                    self._done = True
+                    return
+                yield data
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._transport._exc_to_error(exc, self._timeout) from exc
+        finally:
+            self.close()
+
+    def body(self) -> bytes:
+        """The whole body, decoded."""
+        try:
+            data = self._resp.read()
+            self._done = True
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._transport._exc_to_error(exc, self._timeout) from exc
+        finally:
+            self.close()
+        return _decode_body(self.headers, data)
+
+    def close(self) -> None:
+        """Release the connection: to the pool after a full read, else closed."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._done and not self._resp.will_close:
+            self._transport._release(conn)
+        else:
+            self._resp.close()
+            conn.close()
+
+
+class AsyncStream:
+    """An open async response; see `SyncStream`."""
+
+    __slots__ = ("_done", "_resp", "_timeout", "_transport", "headers", "status")
+
+    def __init__(self, transport: Transport, resp: aiohttp.ClientResponse, timeout: float) -> None:
+        self._transport = transport
+        self._resp: aiohttp.ClientResponse | None = resp
+        self._timeout = timeout
+        self._done = False
+        self.status = resp.status
+        self.headers: Headers = resp.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive."""
+        resp = self._resp
+        if resp is None:
+            return
+        try:
+            async for data in resp.content.iter_any():
+                yield data
+            self._done = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not _is_transport_exc(exc):
+                raise
+            raise self._transport._exc_to_error(exc, self._timeout) from exc
+        finally:
+            self.close()
+
+    async def body(self) -> bytes:
+        """The whole body, decoded."""
+        resp = self._resp
+        if resp is None:
+            return b""
+        try:
+            data = await resp.read()
+            self._done = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not _is_transport_exc(exc):
+                raise
+            raise self._transport._exc_to_error(exc, self._timeout) from exc
+        finally:
+            self.close()
+        return data
+
+    def close(self) -> None:
+        """Release the connection: to the pool after a full read, else closed."""
+        resp, self._resp = self._resp, None
+        if resp is None:
+            return
+        if self._done:
+            resp.release()
+        else:
+            resp.close()

@@ -1,0 +1,629 @@
+"""The values a chat call takes and returns: messages, tools, responses, chunks, usage.
+
+Every type here is a small immutable value (frozen, slotted dataclasses) with no I/O. The
+`to_messages` and `to_tools` normalisers accept what users write (a str, OpenAI-style dicts,
+plain typed Python functions) and turn it into these types once, before any request.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import inspect
+import json
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Union
+
+from ._errors import InvalidConfigError
+
+__all__ = [
+    "ChatChunk",
+    "ChatResponse",
+    "ContentPart",
+    "FinishReason",
+    "HealthStatus",
+    "ImagePart",
+    "Message",
+    "Role",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "accumulate",
+    "normalize_finish_reason",
+    "to_messages",
+    "to_tools",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+_ROLES = frozenset(("system", "user", "assistant", "tool"))
+
+
+class FinishReason(str, enum.Enum):
+    """Why the model stopped, normalised across providers."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Raw finish reasons of every wire format we speak, lower-cased.
+_FINISH: dict[str, FinishReason] = {
+    # OpenAI family, Mistral, Ollama
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    "model_length": FinishReason.LENGTH,
+    "error": FinishReason.ERROR,
+    # Anthropic, Bedrock
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+    "pause_turn": FinishReason.STOP,
+    "guardrail_intervened": FinishReason.CONTENT_FILTER,
+    "content_filtered": FinishReason.CONTENT_FILTER,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    # Gemini
+    "finish_reason_unspecified": FinishReason.STOP,
+    "safety": FinishReason.CONTENT_FILTER,
+    "recitation": FinishReason.CONTENT_FILTER,
+    "blocklist": FinishReason.CONTENT_FILTER,
+    "prohibited_content": FinishReason.CONTENT_FILTER,
+    "spii": FinishReason.CONTENT_FILTER,
+    "image_safety": FinishReason.CONTENT_FILTER,
+    "malformed_function_call": FinishReason.ERROR,
+    "unexpected_tool_call": FinishReason.ERROR,
+    "other": FinishReason.STOP,
+    "language": FinishReason.STOP,
+    # Cohere
+    "complete": FinishReason.STOP,
+    "tool_call": FinishReason.TOOL_CALLS,
+    "error_toxic": FinishReason.CONTENT_FILTER,
+    "error_limit": FinishReason.LENGTH,
+    "user_cancel": FinishReason.STOP,
+    # Ollama's done_reason
+    "load": FinishReason.STOP,
+    "unload": FinishReason.STOP,
+}
+
+
+def normalize_finish_reason(raw: str | None) -> FinishReason | None:
+    """Map a provider's finish reason to a `FinishReason`; None stays None.
+
+    A value no provider is known to send maps to ``stop``: the model ended its turn.
+    """
+    if raw is None:
+        return None
+    found = _FINISH.get(raw)
+    if found is None:
+        found = _FINISH.get(raw.lower(), FinishReason.STOP)
+    return found
+
+
+# -- content -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextPart:
+    """A piece of text in a message."""
+
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image, by URL or as base64 data with its media type."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: str | None = None
+    type: Literal["image"] = "image"
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise InvalidConfigError("an ImagePart takes either url or data", op="ImagePart")
+        if self.data is not None and not self.media_type:
+            raise InvalidConfigError("an ImagePart with data needs media_type", op="ImagePart")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, media_type: str, *, detail: str | None = None) -> ImagePart:
+        """An image from its bytes."""
+        return cls(data=base64.b64encode(raw).decode("ascii"), media_type=media_type, detail=detail)
+
+    def as_data_url(self) -> str:
+        """The image as a URL: its own, or a ``data:`` URL of its bytes."""
+        if self.url is not None:
+            return self.url
+        return f"data:{self.media_type};base64,{self.data}"
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asks for: `arguments` is parsed; `raw_arguments` is the wire text.
+
+    When the model sends arguments that are not a JSON object, `arguments` is empty and
+    `raw_arguments` keeps what it sent.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    raw_arguments: str | None = None
+
+    @classmethod
+    def from_wire(cls, id: str, name: str, raw: str | Mapping[str, Any] | None) -> ToolCall:
+        """A tool call from arguments as a JSON string (or an already-parsed object)."""
+        if raw is None or raw == "":
+            return cls(id, name, {}, raw if raw is not None else None)
+        if isinstance(raw, Mapping):
+            return cls(id, name, dict(raw), json.dumps(raw, separators=(",", ":")))
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        return cls(id, name, parsed if isinstance(parsed, dict) else {}, raw)
+
+    def arguments_json(self) -> str:
+        """The arguments as the JSON text to send back to a provider."""
+        if self.raw_arguments is not None and self.raw_arguments != "":
+            return self.raw_arguments
+        return json.dumps(self.arguments, separators=(",", ":"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a conversation.
+
+    `content` is a str or a tuple of parts (`TextPart`, `ImagePart`). Assistant messages may
+    carry `tool_calls`; tool results carry the `tool_call_id` they answer.
+    """
+
+    role: Role
+    content: str | tuple[ContentPart, ...] = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text (its text parts joined)."""
+        content = self.content
+        if isinstance(content, str):
+            return content
+        return "".join(p.text for p in content if isinstance(p, TextPart))
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        """A system message."""
+        return cls("system", text)
+
+    @classmethod
+    def user(cls, content: str | Sequence[ContentPart]) -> Message:
+        """A user message: text, or parts such as text and images."""
+        return cls("user", content if isinstance(content, str) else tuple(content))
+
+    @classmethod
+    def assistant(cls, text: str = "", tool_calls: Sequence[ToolCall] = ()) -> Message:
+        """An assistant message, possibly with tool calls."""
+        return cls("assistant", text, tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: str | Any, name: str | None = None) -> Message:
+        """A tool result; a non-str result is sent as JSON."""
+        text = content if isinstance(content, str) else json.dumps(content)
+        return cls("tool", text, tool_call_id=tool_call_id, name=name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call; the optional ones are None when the API does not report them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """The result of `invoke`.
+
+    `model` is the model as the API named it; `latency` the call's wall time in seconds;
+    `parsed` the reply parsed into the pydantic model given as `response_format`, if any.
+    """
+
+    message: Message
+    id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    finish_reason: FinishReason | None = None
+    raw_finish_reason: str | None = None
+    usage: Usage | None = None
+    latency: float | None = None
+    parsed: Any = None
+
+    @property
+    def text(self) -> str:
+        """The reply's text."""
+        return self.message.text
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the model asked for."""
+        return self.message.tool_calls
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call; fragments with the same `index` make one call."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatChunk:
+    """One streamed piece of a reply: a text delta, tool-call fragments, and at the end the
+    finish reason and usage."""
+
+    text: str = ""
+    tool_call_deltas: tuple[ToolCallDelta, ...] = ()
+    finish_reason: FinishReason | None = None
+    raw_finish_reason: str | None = None
+    usage: Usage | None = None
+    id: str | None = None
+    model: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthStatus:
+    """The result of a health probe.
+
+    `status` is healthy, degraded (answered, but slowly or rate-limited), unhealthy, or
+    unknown (the provider has no probe). `error_code` is set when the probe failed.
+    """
+
+    status: Literal["healthy", "degraded", "unhealthy", "unknown"]
+    latency: float | None = None
+    detail: str = ""
+    error_code: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the provider answered."""
+        return self.status in ("healthy", "degraded")
+
+
+# -- accumulate ----------------------------------------------------------------------------
+
+
+class Accumulator:
+    """Folds chunks into a `ChatResponse` one at a time (what `accumulate` uses)."""
+
+    __slots__ = ("_calls", "_finish", "_id", "_model", "_raw_finish", "_text", "_usage")
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._calls: dict[int, list[Any]] = {}
+        self._finish: FinishReason | None = None
+        self._raw_finish: str | None = None
+        self._usage: Usage | None = None
+        self._id: str | None = None
+        self._model: str | None = None
+
+    def add(self, chunk: ChatChunk) -> None:
+        """Fold one chunk in."""
+        if chunk.text:
+            self._text.append(chunk.text)
+        for delta in chunk.tool_call_deltas:
+            slot = self._calls.get(delta.index)
+            if slot is None:
+                slot = self._calls[delta.index] = [None, None, []]
+            if delta.id:
+                slot[0] = delta.id
+            if delta.name:
+                slot[1] = delta.name
+            if delta.arguments:
+                slot[2].append(delta.arguments)
+        if chunk.finish_reason is not None:
+            self._finish = chunk.finish_reason
+            self._raw_finish = chunk.raw_finish_reason
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        if chunk.id and self._id is None:
+            self._id = chunk.id
+        if chunk.model and self._model is None:
+            self._model = chunk.model
+
+    def response(self, provider: str | None = None, latency: float | None = None) -> ChatResponse:
+        """The response the chunks so far make."""
+        calls = tuple(
+            ToolCall.from_wire(slot[0] or "", slot[1] or "", "".join(slot[2]))
+            for _, slot in sorted(self._calls.items())
+        )
+        return ChatResponse(
+            message=Message("assistant", "".join(self._text), calls),
+            id=self._id,
+            model=self._model,
+            provider=provider,
+            finish_reason=self._finish,
+            raw_finish_reason=self._raw_finish,
+            usage=self._usage,
+            latency=latency,
+        )
+
+
+def accumulate(chunks: Iterable[ChatChunk], *, provider: str | None = None) -> ChatResponse:
+    """Turn a finished stream into the `ChatResponse` the same call would have returned whole.
+
+    Example:
+        >>> response = chatmodels.accumulate(model.stream("Hi"))
+    """
+    acc = Accumulator()
+    for chunk in chunks:
+        acc.add(chunk)
+    return acc.response(provider or getattr(chunks, "provider", None))
+
+
+# -- normalising user input ----------------------------------------------------------------
+
+MessagesLike = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+
+
+def to_messages(messages: MessagesLike, op: str = "invoke") -> tuple[Message, ...]:
+    """A str (one user message), `Message` objects or OpenAI-style dicts, as `Message`s."""
+    if isinstance(messages, str):
+        return (Message("user", messages),)
+    if isinstance(messages, (Message, Mapping)):
+        messages = [messages]
+    if not isinstance(messages, Sequence) or not messages:
+        raise InvalidConfigError(
+            "messages must be a str or a non-empty list of Message objects or dicts", op=op
+        )
+    out = []
+    for item in messages:
+        if isinstance(item, Message):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(_message_from_dict(item, op))
+        else:
+            raise InvalidConfigError(
+                f"a message must be a Message or a dict, got {type(item).__name__}", op=op
+            )
+    return tuple(out)
+
+
+def _message_from_dict(raw: Mapping[str, Any], op: str) -> Message:
+    role = raw.get("role")
+    if role == "developer":
+        role = "system"
+    if role not in _ROLES:
+        raise InvalidConfigError(
+            f"message role must be one of system, user, assistant, tool; got {role!r}", op=op
+        )
+    content = raw.get("content")
+    if content is None:
+        parsed: str | tuple[ContentPart, ...] = ""
+    elif isinstance(content, str):
+        parsed = content
+    elif isinstance(content, Sequence):
+        parsed = tuple(_part_from_dict(p, op) for p in content)
+    else:
+        raise InvalidConfigError("message content must be a str or a list of parts", op=op)
+    calls = tuple(_tool_call_from_dict(c, op) for c in raw.get("tool_calls") or ())
+    if role == "tool" and not raw.get("tool_call_id"):
+        raise InvalidConfigError("a tool message needs its tool_call_id", op=op)
+    return Message(role, parsed, calls, raw.get("tool_call_id"), raw.get("name"))
+
+
+def _part_from_dict(raw: Any, op: str) -> ContentPart:
+    if isinstance(raw, (TextPart, ImagePart)):
+        return raw
+    if isinstance(raw, str):
+        return TextPart(raw)
+    kind = raw.get("type") if isinstance(raw, Mapping) else None
+    if kind == "text":
+        return TextPart(str(raw.get("text", "")))
+    if kind in ("image_url", "image"):
+        image = raw.get("image_url", raw)
+        if isinstance(image, str):
+            return _image_from_url(image, None)
+        if "url" in image:
+            return _image_from_url(image["url"], image.get("detail"))
+        if "data" in image:
+            return ImagePart(data=image["data"], media_type=image.get("media_type"))
+    raise InvalidConfigError(f"unsupported content part {raw!r}", op=op)
+
+
+_DATA_URL = re.compile(r"data:(?P<type>[\w.+/-]+);base64,(?P<data>.*)", re.DOTALL)
+
+
+def _image_from_url(url: str, detail: str | None) -> ImagePart:
+    found = _DATA_URL.fullmatch(url)
+    if found:
+        return ImagePart(data=found["data"], media_type=found["type"], detail=detail)
+    return ImagePart(url=url, detail=detail)
+
+
+def _tool_call_from_dict(raw: Any, op: str) -> ToolCall:
+    if isinstance(raw, ToolCall):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidConfigError("tool_calls items must be dicts or ToolCall objects", op=op)
+    fn = raw.get("function", raw)
+    return ToolCall.from_wire(str(raw.get("id", "")), str(fn.get("name", "")), fn.get("arguments"))
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool the model may call: a name, a description and JSON-schema `parameters`."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    strict: bool | None = None
+
+    @classmethod
+    def from_function(cls, func: Callable[..., Any]) -> Tool:
+        """A tool from a typed Python function: its name, docstring and parameter hints.
+
+        Parameters may be described in a Google-style ``Args:`` section or with
+        ``Annotated[T, "description"]``. Parameters without a default are required.
+        """
+        return _tool_from_function(func)
+
+
+ToolLike = Tool | Mapping[str, Any] | Callable[..., Any]
+
+
+def to_tools(tools: Iterable[ToolLike] | None, op: str = "invoke") -> tuple[Tool, ...]:
+    """Tools given as `Tool`, dicts (OpenAI style or flat) or typed functions, as `Tool`s."""
+    if tools is None:
+        return ()
+    if isinstance(tools, (Mapping, str)) or callable(tools):
+        raise InvalidConfigError("tools must be a list", op=op)
+    out = []
+    for tool in tools:
+        if isinstance(tool, Tool):
+            out.append(tool)
+        elif isinstance(tool, Mapping):
+            fn = tool.get("function", tool)
+            name = fn.get("name") if isinstance(fn, Mapping) else None
+            if not isinstance(name, str) or not name:
+                raise InvalidConfigError(f"a tool needs a name: {tool!r}", op=op)
+            params = fn.get("parameters") or {"type": "object", "properties": {}}
+            out.append(Tool(name, fn.get("description") or "", params, fn.get("strict")))
+        elif callable(tool):
+            out.append(_tool_from_function(tool))
+        else:
+            raise InvalidConfigError(
+                f"a tool must be a Tool, a dict or a function, got {type(tool).__name__}", op=op
+            )
+    return tuple(out)
+
+
+def _tool_from_function(func: Callable[..., Any]) -> Tool:
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+        signature = inspect.signature(func)
+    except (NameError, TypeError, ValueError) as exc:
+        raise InvalidConfigError(
+            f"cannot read the signature of tool {getattr(func, '__name__', func)!r}: {exc}",
+            op="Tool.from_function",
+        ) from exc
+    summary, arg_docs = _parse_docstring(inspect.getdoc(func) or "")
+    properties: dict[str, Any] = {}
+    required = []
+    for name, param in signature.parameters.items():
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        hint = hints.get(name, Any)
+        schema, note = _schema_of(hint)
+        description = note or arg_docs.get(name)
+        if description:
+            schema = {**schema, "description": description}
+        properties[name] = schema
+        if param.default is inspect.Parameter.empty:
+            required.append(name)
+    parameters: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = required
+    return Tool(func.__name__, summary, parameters)
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    summary_lines: list[str] = []
+    args: dict[str, str] = {}
+    section = "summary"
+    current: str | None = None
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:", "Parameters:"):
+            section, current = "args", None
+            continue
+        if stripped.endswith(":") and stripped[:-1] in ("Returns", "Raises", "Example", "Yields"):
+            section = "other"
+            continue
+        if section == "summary":
+            if not stripped and summary_lines:
+                section = "body"
+            elif stripped:
+                summary_lines.append(stripped)
+        elif section == "args" and stripped:
+            found = re.match(r"(\w+)\s*(\([^)]*\))?\s*:\s*(.*)", stripped)
+            if found and line.startswith((" ", "\t")) and not line.startswith(" " * 8):
+                current = found[1]
+                args[current] = found[3]
+            elif current:
+                args[current] = f"{args[current]} {stripped}".strip()
+    return " ".join(summary_lines), args
+
+
+_SCALARS: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    Any: {},
+}
+
+
+def _schema_of(hint: Any) -> tuple[dict[str, Any], str | None]:
+    """The JSON schema of a type hint, and the description an `Annotated` hint carries."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        schema, _ = _schema_of(base)
+        note = next((e for e in extras if isinstance(e, str)), None)
+        return schema, note
+    if hint in _SCALARS:
+        return dict(_SCALARS[hint]), None
+    if origin is Literal:
+        values = list(typing.get_args(hint))
+        return {"enum": values}, None
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return _schema_of(args[0])
+        return {"anyOf": [_schema_of(a)[0] for a in args]}, None
+    if origin in (list, tuple, set, frozenset, Sequence, Iterable) or hint in (list, tuple, set):
+        items = typing.get_args(hint)
+        item = _schema_of(items[0])[0] if items and items[0] is not Ellipsis else {}
+        return ({"type": "array", "items": item} if item else {"type": "array"}), None
+    if origin in (dict, Mapping) or hint in (dict,):
+        return {"type": "object"}, None
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"enum": [m.value for m in hint]}, None
+    schema_of_model = getattr(hint, "model_json_schema", None)
+    if callable(schema_of_model):
+        return dict(schema_of_model()), None
+    return {}, None
