@@ -1,0 +1,265 @@
+"""The dependency-injection container that hands out the tracer, meter, logger and settings.
+
+    container = (
+        Container()
+        .with_tracer_provider(provider)
+        .with_meter_provider(meter_provider)
+        .with_observability_level("standard")
+    )
+    configure(container=container)  # or chatmodels.configure(tracer_provider=..., ...)
+
+Without providers, the container uses OpenTelemetry's global ones: no-ops until the
+application installs an SDK. OpenTelemetry is imported only when something resolves them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from ._logging import get_logger
+from ._settings import Level, Settings
+
+__all__ = [
+    "SCHEMA_URL",
+    "SCOPE",
+    "Container",
+    "MeterProviderKey",
+    "Runtime",
+    "TracerProviderKey",
+    "configure",
+    "get_container",
+    "set_container",
+]
+
+T = TypeVar("T")
+
+SCOPE = "chatmodels"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
+
+
+class TracerProviderKey:
+    """Container key of the OpenTelemetry TracerProvider."""
+
+
+class MeterProviderKey:
+    """Container key of the OpenTelemetry MeterProvider."""
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("chatmodels")
+    except Exception:  # not installed as a distribution (a source tree)
+        return "0"
+
+
+class Runtime:
+    """What the hot path needs, resolved once per container: settings, tracer, metrics, logger."""
+
+    __slots__ = ("logger", "metrics", "settings", "tracer")
+
+    def __init__(self, container: Container) -> None:
+        from ._metrics import Metrics, NoOpMetrics, OTelMetrics
+
+        self.settings: Settings = container.resolve(Settings)
+        self.logger: logging.Logger = container.resolve(logging.Logger)
+        self.tracer: Any = None
+        self.metrics: Metrics = NoOpMetrics()
+        if self.settings.level is Level.OFF:
+            return
+        meter_provider: Any = container.resolve(MeterProviderKey)
+        meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
+        self.metrics = OTelMetrics(meter, on_drop=self._log_drop)
+        if self.settings.tracing:
+            tracer_provider: Any = container.resolve(TracerProviderKey)
+            self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
+
+    def _log_drop(self, count: int) -> None:
+        self.logger.warning(
+            "chatmodels dropped %d metric values: the buffer filled between two collections",
+            count,
+            extra={"op": "telemetry", "code": "dropped"},
+        )
+
+
+class Container:
+    """A small DI container: factories and singletons keyed by type.
+
+    `resolve(Settings)`, `resolve(logging.Logger)`, `resolve(TracerProviderKey)` and
+    `resolve(MeterProviderKey)` always succeed (with defaults); other types need `register`
+    or `singleton` first.
+    """
+
+    def __init__(self) -> None:
+        self._factories: dict[type[Any], Callable[[Container], Any]] = {}
+        self._instances: dict[type[Any], Any] = {}
+        self._lock = threading.RLock()
+        self._runtime: Runtime | None = None
+        self._install_defaults()
+
+    def _install_defaults(self) -> None:
+        self._factories[Settings] = lambda _: Settings.from_env()
+        self._factories[logging.Logger] = lambda _: get_logger()
+        self._factories[TracerProviderKey] = _global_tracer_provider
+        self._factories[MeterProviderKey] = _global_meter_provider
+
+    # -- the container API ---------------------------------------------------------------
+
+    def register(self, key: type[T], factory: Callable[[Container], T]) -> Container:
+        """Make `resolve(key)` call `factory(container)` once and keep the result."""
+        if not callable(factory):
+            raise TypeError("factory must be callable")
+        with self._lock:
+            self._factories[key] = factory
+            self._instances.pop(key, None)
+            self._runtime = None
+        return self
+
+    def singleton(self, instance: Any, key: type[Any] | None = None) -> Container:
+        """Make `resolve(key)` (default: the instance's type) return `instance`."""
+        with self._lock:
+            self._instances[key or type(instance)] = instance
+            self._runtime = None
+        return self
+
+    def resolve(self, key: type[T]) -> T:
+        """The instance for `key`, built by its factory on first use."""
+        try:
+            return cast(T, self._instances[key])
+        except KeyError:
+            pass
+        with self._lock:
+            if key in self._instances:
+                return cast(T, self._instances[key])
+            factory = self._factories.get(key)
+            if factory is None:
+                raise LookupError(f"nothing is registered for {key.__name__}")
+            instance = factory(self)
+            self._instances[key] = instance
+            return cast(T, instance)
+
+    def has(self, key: type[Any]) -> bool:
+        """Whether `resolve(key)` can succeed."""
+        return key in self._instances or key in self._factories
+
+    def clear(self) -> None:
+        """Forget every registration and instance; back to the defaults."""
+        with self._lock:
+            self._factories.clear()
+            self._instances.clear()
+            self._runtime = None
+            self._install_defaults()
+
+    def health_check(self) -> dict[str, str]:
+        """Try to resolve everything registered: "ok" or the error, per type name."""
+        report: dict[str, str] = {}
+        for key in list(self._factories) + [k for k in self._instances if k not in self._factories]:
+            try:
+                self.resolve(key)
+            except Exception as exc:  # a report, never a raise
+                report[key.__name__] = f"error: {type(exc).__name__}: {exc}"
+            else:
+                report[key.__name__] = "ok"
+        return report
+
+    # -- builders ------------------------------------------------------------------------
+
+    def with_logger(self, logger: logging.Logger) -> Container:
+        """Use `logger` for chatmodels' log records."""
+        return self.singleton(logger, logging.Logger)
+
+    def with_tracer_provider(self, tracer_provider: Any) -> Container:
+        """Use this OpenTelemetry TracerProvider instead of the global one."""
+        return self.singleton(tracer_provider, TracerProviderKey)
+
+    def with_meter_provider(self, meter_provider: Any) -> Container:
+        """Use this OpenTelemetry MeterProvider instead of the global one."""
+        return self.singleton(meter_provider, MeterProviderKey)
+
+    def with_observability_level(
+        self, level: Level | str, *, capture_content: bool | None = None
+    ) -> Container:
+        """Set the level (off, metrics, standard, debug) and, optionally, content capture."""
+        return self.singleton(Settings.from_env(level=level, capture_content=capture_content))
+
+    # -- for the observer ----------------------------------------------------------------
+
+    def runtime(self) -> Runtime:
+        """The resolved tracer, metrics, logger and settings (built once)."""
+        runtime = self._runtime
+        if runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = Runtime(self)
+                runtime = self._runtime
+        return runtime
+
+
+def _global_tracer_provider(_: Container) -> Any:
+    from opentelemetry import trace
+
+    return trace.get_tracer_provider()
+
+
+def _global_meter_provider(_: Container) -> Any:
+    from opentelemetry import metrics
+
+    return metrics.get_meter_provider()
+
+
+_global: Container | None = None
+_global_lock = threading.Lock()
+
+
+def get_container() -> Container:
+    """The global container (created with the defaults on first use)."""
+    container = _global
+    if container is None:
+        with _global_lock:
+            if _global is None:
+                set_container(Container())
+            container = _global
+    assert container is not None
+    return container
+
+
+def set_container(container: Container) -> Container | None:
+    """Install `container` as the global one; returns the previous one."""
+    global _global
+    previous, _global = _global, container
+    return previous
+
+
+def configure(
+    *,
+    tracer_provider: Any | None = None,
+    meter_provider: Any | None = None,
+    logger: logging.Logger | None = None,
+    level: Level | str | None = None,
+    capture_content: bool | None = None,
+    container: Container | None = None,
+) -> Container:
+    """Set up chatmodels' telemetry and install it as the global container.
+
+    Each argument is optional: providers default to OpenTelemetry's global ones, the level to
+    ``standard`` (or CHATMODELS_OBSERVABILITY_LEVEL; OTEL_SDK_DISABLED=true forces ``off``),
+    content capture to OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
+
+    Example:
+        >>> chatmodels.configure(tracer_provider=provider, level="metrics")
+    """
+    built = container if container is not None else Container()
+    if tracer_provider is not None:
+        built.with_tracer_provider(tracer_provider)
+    if meter_provider is not None:
+        built.with_meter_provider(meter_provider)
+    if logger is not None:
+        built.with_logger(logger)
+    if level is not None or capture_content is not None or container is None:
+        built.singleton(Settings.from_env(level=level, capture_content=capture_content))
+    set_container(built)
+    return built

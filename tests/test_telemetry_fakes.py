@@ -1,0 +1,102 @@
+"""Shared fakes for the telemetry tests: CallInfo-, response- and chunk-shaped objects, and an
+SDK setup with in-memory exporters. (No tests here.)"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+from chatmodels import telemetry
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@dataclasses.dataclass
+class Info:
+    provider: str = "openai"
+    gen_ai_provider_name: str | None = "openai"
+    request_model: str | None = "gpt-4o-mini"
+    operation: str = "chat"
+    server_address: str | None = "api.openai.com"
+    server_port: int | None = 443
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    stream: bool = False
+    conversation_id: str | None = None
+    output_type: str = "text"
+    messages: Sequence[Any] = ()
+    tools: Sequence[Any] = ()
+    system_instructions: Sequence[str] = ()
+
+
+@dataclasses.dataclass
+class Usage:
+    input_tokens: int = 12
+    output_tokens: int = 7
+    total_tokens: int = 19
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclasses.dataclass
+class Response:
+    id: str | None = "chatcmpl-1"
+    model: str | None = "gpt-4o-mini-2024-07-18"
+    finish_reason: str | None = "stop"
+    usage: Usage | None = dataclasses.field(default_factory=Usage)
+    text: str = "Hi!"
+    message: Any = None
+    tool_calls: tuple[Any, ...] = ()
+
+
+@dataclasses.dataclass
+class Chunk:
+    text: str = "x"
+
+
+@dataclasses.dataclass
+class Telemetry:
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    tracer_provider: TracerProvider
+    observer: telemetry.TelemetryObserver
+
+    def finished(self) -> list[Any]:
+        return list(self.spans.get_finished_spans())
+
+    def metrics(self) -> dict[str, Any]:
+        data = self.reader.get_metrics_data()
+        out: dict[str, Any] = {}
+        assert data is not None
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out[metric.name] = metric
+        return out
+
+
+def make_telemetry(level: str = "standard", capture_content: bool = False) -> Iterator[Telemetry]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    container = (
+        telemetry.Container()
+        .with_tracer_provider(tracer_provider)
+        .with_meter_provider(meter_provider)
+        .with_observability_level(level, capture_content=capture_content)
+    )
+    yield Telemetry(spans, reader, tracer_provider, telemetry.TelemetryObserver(container))
+    meter_provider.shutdown()
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+def tel() -> Iterator[Telemetry]:
+    yield from make_telemetry()
