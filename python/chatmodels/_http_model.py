@@ -269,7 +269,7 @@ class HTTPChatModel(ChatModel):
                     yield from self._events(decoder.feed(data), state)
                 yield from self._events(decoder.flush(), state)
             except StreamEnd:
-                return
+                stream.drain()
         finally:
             stream.close()
 
@@ -288,7 +288,7 @@ class HTTPChatModel(ChatModel):
                 for chunk in self._events(decoder.flush(), state):
                     yield chunk
             except StreamEnd:
-                return
+                await stream.drain()
         finally:
             stream.close()
 

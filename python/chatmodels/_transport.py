@@ -661,7 +661,8 @@ class SyncStream:
         self.headers: Headers = resp.headers
 
     def chunks(self) -> Iterator[bytes]:
-        """The body's bytes as they arrive; raises timeout or network errors."""
+        """The body's bytes as they arrive; raises timeout or network errors. The caller
+        closes the stream."""
         read = self._resp.read1
         try:
             while True:
@@ -671,9 +672,22 @@ class SyncStream:
                     return
                 yield data
         except (OSError, http.client.HTTPException) as exc:
-            raise self._transport._exc_to_error(exc, self._timeout) from exc
-        finally:
             self.close()
+            raise self._transport._exc_to_error(exc, self._timeout) from exc
+
+    def drain(self, limit: int = _READ_SIZE) -> None:
+        """Read what is left of a body whose content ended (after ``[DONE]``) so that the
+        connection can be reused; gives up (and closes) beyond `limit` bytes."""
+        try:
+            while limit > 0:
+                data = self._resp.read1(limit)
+                if not data:
+                    self._done = True
+                    break
+                limit -= len(data)
+        except (OSError, http.client.HTTPException):
+            pass
+        self.close()
 
     def body(self) -> bytes:
         """The whole body, decoded."""
@@ -721,13 +735,33 @@ class AsyncStream:
                 yield data
             self._done = True
         except asyncio.CancelledError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            if not _is_transport_exc(exc):
+                raise
+            raise self._transport._exc_to_error(exc, self._timeout) from exc
+
+    async def drain(self, limit: int = _READ_SIZE) -> None:
+        """Async `SyncStream.drain`."""
+        resp = self._resp
+        if resp is None:
+            return
+        try:
+            while limit > 0:
+                data = await resp.content.read(limit)
+                if not data:
+                    self._done = True
+                    break
+                limit -= len(data)
+        except asyncio.CancelledError:
+            self.close()
             raise
         except Exception as exc:
             if not _is_transport_exc(exc):
                 raise
-            raise self._transport._exc_to_error(exc, self._timeout) from exc
-        finally:
-            self.close()
+        self.close()
 
     async def body(self) -> bytes:
         """The whole body, decoded."""

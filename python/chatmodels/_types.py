@@ -296,6 +296,7 @@ class ChatChunk:
     usage: Usage | None = None
     id: str | None = None
     model: str | None = None
+    provider: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -323,7 +324,7 @@ class HealthStatus:
 class Accumulator:
     """Folds chunks into a `ChatResponse` one at a time (what `accumulate` uses)."""
 
-    __slots__ = ("_calls", "_finish", "_id", "_model", "_raw_finish", "_text", "_usage")
+    __slots__ = ("_calls", "_finish", "_id", "_model", "_provider", "_raw_finish", "_text", "_usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []
@@ -333,6 +334,7 @@ class Accumulator:
         self._usage: Usage | None = None
         self._id: str | None = None
         self._model: str | None = None
+        self._provider: str | None = None
 
     def add(self, chunk: ChatChunk) -> None:
         """Fold one chunk in."""
@@ -357,6 +359,8 @@ class Accumulator:
             self._id = chunk.id
         if chunk.model and self._model is None:
             self._model = chunk.model
+        if chunk.provider and self._provider is None:
+            self._provider = chunk.provider
 
     def response(self, provider: str | None = None, latency: float | None = None) -> ChatResponse:
         """The response the chunks so far make."""
@@ -368,7 +372,7 @@ class Accumulator:
             message=Message("assistant", "".join(self._text), calls),
             id=self._id,
             model=self._model,
-            provider=provider,
+            provider=provider or self._provider,
             finish_reason=self._finish,
             raw_finish_reason=self._raw_finish,
             usage=self._usage,

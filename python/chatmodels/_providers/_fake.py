@@ -173,9 +173,9 @@ class FakeChatModel(ChatModel):
 
 def _chunks_of(response: ChatResponse) -> Iterator[ChatChunk]:
     """Word-sized text chunks, then each tool call in two fragments, then the finish."""
-    rid, model = response.id, response.model
+    rid, model, provider = response.id, response.model, response.provider
     for word in _WORDS.findall(response.text):
-        yield ChatChunk(text=word, id=rid, model=model)
+        yield ChatChunk(text=word, id=rid, model=model, provider=provider)
     for index, call in enumerate(response.tool_calls):
         args = call.arguments_json()
         half = len(args) // 2
@@ -191,6 +191,7 @@ def _chunks_of(response: ChatResponse) -> Iterator[ChatChunk]:
         usage=response.usage,
         id=rid,
         model=model,
+        provider=provider,
     )
 
 

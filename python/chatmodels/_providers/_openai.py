@@ -56,7 +56,7 @@ def _wire_message(msg: Message) -> dict[str, Any]:
         out["content"] = parts
     if msg.tool_calls:
         if not content:
-            out["content"] = None
+            del out["content"]  # an assistant turn that only calls tools has no content
         out["tool_calls"] = [
             {
                 "id": call.id,
@@ -261,6 +261,7 @@ class OpenAIAdapter:
                 usage=usage,
                 id=obj.get("id"),
                 model=obj.get("model"),
+                provider=self.provider,
             ),
         )
 

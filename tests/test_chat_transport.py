@@ -1,0 +1,182 @@
+"""Transport and error mapping: status codes, retries, timeouts, connection reuse, early close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import pytest
+from chat_server import Reply, ReplayServer, json_reply
+
+import chatmodels
+from chatmodels import ErrorCode
+from chatmodels._transport import NDJSONDecoder, SSEDecoder
+
+KEY = "sk-never-show-me-0123456789"
+
+OK = {
+    "id": "chatcmpl-1",
+    "model": "m-1",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+SSE = (
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\n'
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":null}]}\n\n'
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def _model(url: str, **options: Any) -> chatmodels.ChatModel:
+    return chatmodels.new_registry_provider(
+        "openai_compatible", {"api_key": KEY, "base_url": url, "model": "m", **options}
+    )
+
+
+def _error(status: int, message: str, code: str | None = None, **headers: str) -> Reply:
+    return json_reply({"error": {"message": message, "type": "x", "code": code}}, status, **headers)
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (_error(401, "Incorrect API key provided: sk-never-show-me-0123456789"), ErrorCode.AUTHENTICATION),
+        (_error(403, "no access"), ErrorCode.PERMISSION_DENIED),
+        (_error(429, "slow down"), ErrorCode.RATE_LIMITED),
+        (_error(400, "This model's maximum context length is 8192 tokens", "context_length_exceeded"), ErrorCode.CONTEXT_LENGTH_EXCEEDED),
+        (_error(400, "The response was filtered", "content_filter"), ErrorCode.CONTENT_FILTERED),
+        (_error(422, "bad field"), ErrorCode.BAD_REQUEST),
+        (_error(503, "overloaded"), ErrorCode.PROVIDER_UNAVAILABLE),
+        (Reply(200, b"<html>not json", {"Content-Type": "text/html"}), ErrorCode.INVALID_RESPONSE),
+    ],
+)
+def test_status_and_body_map_to_codes(reply: Reply, code: ErrorCode) -> None:
+    reply.headers["x-request-id"] = "req_42"
+    with ReplayServer(reply) as server, _model(server.url, max_retries=0) as model:
+        with pytest.raises(chatmodels.ChatModelError) as caught:
+            model.invoke("hi")
+    error = caught.value
+    assert error.code is code
+    assert error.provider == "openai_compatible"
+    assert KEY not in str(error) and KEY not in repr(error)
+    if reply.status != 200:
+        assert error.status_code == reply.status and error.request_id == "req_42"
+        assert json.loads(reply.body)["error"]["message"].split(":")[0] in str(error)
+
+
+def test_429_with_retry_after_is_retried_then_succeeds() -> None:
+    replies = [_error(429, "wait", **{"Retry-After": "0"}), _error(500, "oops"), json_reply(OK)]
+    with ReplayServer(*replies) as server, _model(server.url, max_retries=2) as model:
+        assert model.invoke("hi").text == "hi"
+    assert len(server.received) == 3
+
+
+def test_retries_are_bounded_by_max_retries() -> None:
+    with ReplayServer(_error(502, "bad gateway", **{"retry-after-ms": "1"})) as server:
+        with _model(server.url, max_retries=2) as model, pytest.raises(chatmodels.ProviderUnavailableError):
+            model.invoke("hi")
+    assert len(server.received) == 3
+
+
+def test_bad_request_is_not_retried() -> None:
+    with ReplayServer(_error(400, "no")) as server, _model(server.url, max_retries=3) as model:
+        with pytest.raises(chatmodels.BadRequestError):
+            model.invoke("hi")
+    assert len(server.received) == 1
+
+
+def test_connection_refused_is_a_network_error() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with _model(f"http://127.0.0.1:{port}", max_retries=1) as model:
+        with pytest.raises(chatmodels.NetworkError) as caught:
+            model.invoke("hi")
+        assert caught.value.retryable
+        status = model.health_check(timeout=1)
+    assert status.status == "unhealthy" and status.error_code == "network"
+
+
+def test_read_timeout_is_a_timeout_error() -> None:
+    with ReplayServer(Reply(200, b"{}", delay=0.5)) as server:
+        with _model(server.url, max_retries=0) as model, pytest.raises(chatmodels.TimeoutError):
+            model.invoke("hi", timeout=0.05)
+
+
+def test_keep_alive_reuses_one_connection() -> None:
+    with ReplayServer(json_reply(OK)) as server, _model(server.url) as model:
+        for _ in range(5):
+            model.invoke("hi")
+        assert server.connections == 1
+
+
+def test_stream_closed_early_releases_its_connection() -> None:
+    with ReplayServer(Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True)) as server:
+        model = _model(server.url)
+        transport = model.transport  # type: ignore[attr-defined]
+        with model.stream("hi") as stream:
+            first = next(stream)
+        assert first.text == "a"
+        assert transport._idle == []  # closed, not pooled half-read
+        assert "".join(c.text for c in model.stream("hi")) == "ab"
+        assert len(transport._idle) == 1  # read to the end: back in the pool
+        model.close()
+        assert transport._idle == []
+    assert server.connections == 2
+
+
+def test_async_calls_map_errors_and_retry() -> None:
+    async def run(url: str) -> None:
+        async with _model(url, max_retries=1) as model:
+            with pytest.raises(chatmodels.RateLimitError):
+                await model.ainvoke("hi")
+            with pytest.raises(chatmodels.RateLimitError):
+                async for _ in model.astream("hi"):
+                    pass
+
+    with ReplayServer(_error(429, "no", **{"Retry-After": "0"})) as server:
+        asyncio.run(run(server.url))
+    assert len(server.received) == 4
+
+
+def test_async_stream_closed_early_and_health() -> None:
+    async def run(url: str) -> tuple[str, str]:
+        async with _model(url) as model:
+            stream = model.astream("hi")
+            first = await stream.__anext__()
+            await stream.aclose()
+            status = await model.ahealth_check()
+            return first.text, status.status
+
+    replies = [Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True), json_reply({"data": []})]
+    with ReplayServer(*replies) as server:
+        assert asyncio.run(run(server.url)) == ("a", "healthy")
+    assert server.received[1].path == "/models"
+
+
+def test_closed_model_refuses_calls() -> None:
+    model = _model("http://127.0.0.1:9")
+    model.close()
+    with pytest.raises(chatmodels.InvalidConfigError):
+        model.invoke("hi")
+
+
+def test_sse_decoder_handles_split_lines_crlf_comments_and_multiline_data() -> None:
+    decoder = SSEDecoder()
+    raw = b": ping\r\nevent: message_start\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: x\n\ndata: tail"
+    events = []
+    for i in range(0, len(raw), 3):
+        events += decoder.feed(raw[i : i + 3])
+    events += decoder.flush()
+    assert events == [("message_start", b'{"a":\n1}'), (None, b"x"), (None, b"tail")]
+
+
+def test_ndjson_decoder() -> None:
+    decoder = NDJSONDecoder()
+    assert decoder.feed(b'{"a":1}\n\n{"b"') == [b'{"a":1}']
+    assert decoder.feed(b":2}\n") == [b'{"b":2}']
+    assert decoder.flush() == []
