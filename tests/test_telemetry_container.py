@@ -89,3 +89,33 @@ def test_configure_installs_the_global_container() -> None:
         assert built.resolve(Settings).level is Level.METRICS
     finally:
         telemetry.set_container(previous)
+
+
+def test_registry_operation_span_and_error() -> None:
+    from chatmodels import ProviderNotFoundError
+    from chatmodels.telemetry._hooks import registry_operation
+    from test_telemetry_fakes import make_telemetry
+
+    for t in make_telemetry():
+        container = t.observer._container
+        assert container is not None
+        previous = telemetry.set_container(container)
+        try:
+            with registry_operation("create", provider="openai", backend="rust"):
+                pass
+            error = ProviderNotFoundError("no such provider", op="create", provider="nope")
+            with pytest.raises(ProviderNotFoundError), registry_operation("create", "nope"):
+                raise error
+        finally:
+            telemetry.set_container(previous)  # type: ignore[arg-type]
+        ok, failed = t.finished()
+        assert ok.name == "chatmodels.registry.create"
+        assert ok.kind.name == "INTERNAL"
+        assert dict(ok.attributes) == {
+            "chatmodels.operation": "create",
+            "chatmodels.provider": "openai",
+            "chatmodels.backend": "rust",
+        }
+        assert failed.attributes["error.type"] == "provider_not_found"
+        assert failed.status.status_code.name == "ERROR"
+        assert error.correlation_id == format(failed.context.trace_id, "032x")
