@@ -161,4 +161,6 @@ class ReplayServer:
 
 
 def json_reply(payload: Any, status: int = 200, **headers: str) -> Reply:
-    return Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+    return Reply(
+        status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers}
+    )

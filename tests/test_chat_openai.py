@@ -10,10 +10,9 @@ import asyncio
 import json
 from typing import Any
 
+import chatmodels
 import pytest
 from chat_server import Interaction, ReplayServer, load_cassette
-
-import chatmodels
 from chatmodels import ChatResponse, FinishReason
 
 KEY = "sk-test-secret-key-123456"
@@ -69,7 +68,8 @@ def _check(response: ChatResponse, expected: dict[str, Any], provider: str) -> N
     assert response.usage is not None
     usage = response.usage
     assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == expected["usage"]
-    assert response.latency is not None and response.latency > 0
+    assert response.latency is not None
+    assert response.latency > 0
 
 
 NON_STREAMED = [
@@ -108,7 +108,9 @@ def test_recorded_values_spelled_out() -> None:
     assert response.text == "This is a test."
     assert response.message.role == "assistant"
     assert response.finish_reason is FinishReason.STOP
-    assert response.usage == chatmodels.Usage(12, 5, 17, cache_read_input_tokens=0, reasoning_tokens=0)
+    assert response.usage == chatmodels.Usage(
+        12, 5, 17, cache_read_input_tokens=0, reasoning_tokens=0
+    )
 
 
 def test_tool_call_recording_parses_arguments() -> None:
@@ -178,14 +180,16 @@ def test_stream_replays_the_recording(cassette: str, chunked: bool) -> None:
     (received,) = server.received
     assert received.headers["Accept"] == "text/event-stream"
     body = received.json()
-    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
     if "stream_options" not in inter.request_body:  # recorded without it; we always ask
         body.pop("stream_options")
     _equivalent(body, inter.request_body)
     expected = _stream_expectation(inter)
     response = chatmodels.accumulate(chunks)
     assert response.provider == "openai"
-    assert response.id == expected["id"] and response.model == expected["model"]
+    assert response.id == expected["id"]
+    assert response.model == expected["model"]
     assert response.text == expected["text"]
     assert response.raw_finish_reason == expected["raw_finish"]
     assert [(c.id, c.name, dict(c.arguments)) for c in response.tool_calls] == expected["calls"]
@@ -208,13 +212,16 @@ def test_streamed_tool_calls_accumulate_exactly() -> None:
         ("call_3J9foSw3CUb48lrqIXoTky6U", {"location": "San Francisco, CA"}),
     ]
     assert response.finish_reason is FinishReason.TOOL_CALLS
-    assert response.usage is not None and response.usage.total_tokens == 126
+    assert response.usage is not None
+    assert response.usage.total_tokens == 126
 
 
 def test_streamed_reply_accumulates_to_the_invoked_one() -> None:
     (inter,) = load_cassette("openai/chat_completion_streaming.yaml")
     expected = _stream_expectation(inter)
-    usage = dict(zip(("prompt_tokens", "completion_tokens", "total_tokens"), expected["usage"]))
+    usage = dict(
+        zip(("prompt_tokens", "completion_tokens", "total_tokens"), expected["usage"], strict=False)
+    )
     whole = {
         "id": expected["id"],
         "model": expected["model"],
@@ -246,9 +253,12 @@ def _fields(response: ChatResponse) -> dict[str, Any]:
 
 def test_404_recording_maps_to_bad_request() -> None:
     (inter,) = load_cassette("openai/chat_completion_404.yaml")
-    with ReplayServer(inter.reply) as server, _model("openai", server.url + "/v1") as model:
-        with pytest.raises(chatmodels.BadRequestError) as caught:
-            model.invoke("Say this is a test", model="this-model-does-not-exist")
+    with (
+        ReplayServer(inter.reply) as server,
+        _model("openai", server.url + "/v1") as model,
+        pytest.raises(chatmodels.BadRequestError) as caught,
+    ):
+        model.invoke("Say this is a test", model="this-model-does-not-exist")
     error = caught.value
     assert error.code is chatmodels.ErrorCode.BAD_REQUEST
     assert error.status_code == 404
@@ -256,7 +266,8 @@ def test_404_recording_maps_to_bad_request() -> None:
     assert "model_not_found" in str(error)
     assert "does not exist or you do not have access to it" in str(error)
     assert error.provider == "openai"
-    assert KEY not in str(error) and KEY not in repr(error)
+    assert KEY not in str(error)
+    assert KEY not in repr(error)
     _equivalent(server.received[0].json(), inter.request_body)
 
 
@@ -272,9 +283,12 @@ def test_groq_recordings_gzip_and_x_groq_usage() -> None:
 
     (streamed,) = load_cassette("groq/chat_streaming_with_events_with_content.yaml")
     with ReplayServer(streamed.reply) as server, _model("groq", server.url + "/openai/v1") as m:
-        result = chatmodels.accumulate(m.stream(streamed.request_body["messages"], model="llama3-8b-8192"))
+        result = chatmodels.accumulate(
+            m.stream(streamed.request_body["messages"], model="llama3-8b-8192")
+        )
     expected = _stream_expectation(streamed)
-    assert result.text == expected["text"] and result.id == expected["id"]
+    assert result.text == expected["text"]
+    assert result.id == expected["id"]
     assert result.usage is not None
     assert (result.usage.input_tokens, result.usage.output_tokens) == (18, 73)
 
@@ -284,7 +298,10 @@ def test_async_invoke_and_stream_replay() -> None:
     (streamed,) = load_cassette("openai/chat_completion_multiple_tools_streaming_with_content.yaml")
 
     async def run(url_plain: str, url_stream: str) -> tuple[ChatResponse, ChatResponse]:
-        async with _model("openai", url_plain + "/v1") as m1, _model("openai", url_stream + "/v1") as m2:
+        async with (
+            _model("openai", url_plain + "/v1") as m1,
+            _model("openai", url_stream + "/v1") as m2,
+        ):
             one = await m1.ainvoke(*_split(plain))
             messages, params = _call_args(streamed.request_body)
             chunks = [c async for c in m2.astream(messages, **params)]
@@ -295,11 +312,12 @@ def test_async_invoke_and_stream_replay() -> None:
     _check(one, _expected(plain), "openai")
     _equivalent(s1.received[0].json(), plain.request_body)
     assert [c.name for c in two.tool_calls] == ["get_current_weather"] * 2
-    assert two.usage is not None and two.usage.total_tokens == 126
+    assert two.usage is not None
+    assert two.usage.total_tokens == 126
 
 
 def _split(inter: Interaction) -> tuple[Any, ...]:
-    messages, params = _call_args(inter.request_body)
+    messages, _params = _call_args(inter.request_body)
     return (messages,)
 
 
@@ -308,7 +326,12 @@ def test_azure_deployment_path_and_api_key_header() -> None:
     with ReplayServer(inter.reply) as server:
         model = chatmodels.new_registry_provider(
             "azure_openai",
-            {"api_key": KEY, "base_url": server.url, "model": "my-gpt", "api_version": "2024-06-01"},
+            {
+                "api_key": KEY,
+                "base_url": server.url,
+                "model": "my-gpt",
+                "api_version": "2024-06-01",
+            },
         )
         response = model.invoke("Say this is a test")
         model.close()

@@ -7,10 +7,9 @@ import json
 import socket
 from typing import Any
 
-import pytest
-from chat_server import Reply, ReplayServer, json_reply
-
 import chatmodels
+import pytest
+from chat_server import ReplayServer, Reply, json_reply
 from chatmodels import ErrorCode
 from chatmodels._transport import NDJSONDecoder, SSEDecoder
 
@@ -19,13 +18,16 @@ KEY = "sk-never-show-me-0123456789"
 OK = {
     "id": "chatcmpl-1",
     "model": "m-1",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
 }
+_EVENT = 'data: {"id":"c","model":"m","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}\n\n'
 SSE = (
-    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\n'
-    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":null}]}\n\n'
-    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    (_EVENT % ('{"content":"a"}', "null")).encode()
+    + (_EVENT % ('{"content":"b"}', "null")).encode()
+    + b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
     b"data: [DONE]\n\n"
 )
 
@@ -43,10 +45,18 @@ def _error(status: int, message: str, code: str | None = None, **headers: str) -
 @pytest.mark.parametrize(
     ("reply", "code"),
     [
-        (_error(401, "Incorrect API key provided: sk-never-show-me-0123456789"), ErrorCode.AUTHENTICATION),
+        (
+            _error(401, "Incorrect API key provided: sk-never-show-me-0123456789"),
+            ErrorCode.AUTHENTICATION,
+        ),
         (_error(403, "no access"), ErrorCode.PERMISSION_DENIED),
         (_error(429, "slow down"), ErrorCode.RATE_LIMITED),
-        (_error(400, "This model's maximum context length is 8192 tokens", "context_length_exceeded"), ErrorCode.CONTEXT_LENGTH_EXCEEDED),
+        (
+            _error(
+                400, "This model's maximum context length is 8192 tokens", "context_length_exceeded"
+            ),
+            ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+        ),
         (_error(400, "The response was filtered", "content_filter"), ErrorCode.CONTENT_FILTERED),
         (_error(422, "bad field"), ErrorCode.BAD_REQUEST),
         (_error(503, "overloaded"), ErrorCode.PROVIDER_UNAVAILABLE),
@@ -55,15 +65,20 @@ def _error(status: int, message: str, code: str | None = None, **headers: str) -
 )
 def test_status_and_body_map_to_codes(reply: Reply, code: ErrorCode) -> None:
     reply.headers["x-request-id"] = "req_42"
-    with ReplayServer(reply) as server, _model(server.url, max_retries=0) as model:
-        with pytest.raises(chatmodels.ChatModelError) as caught:
-            model.invoke("hi")
+    with (
+        ReplayServer(reply) as server,
+        _model(server.url, max_retries=0) as model,
+        pytest.raises(chatmodels.ChatModelError) as caught,
+    ):
+        model.invoke("hi")
     error = caught.value
     assert error.code is code
     assert error.provider == "openai_compatible"
-    assert KEY not in str(error) and KEY not in repr(error)
+    assert KEY not in str(error)
+    assert KEY not in repr(error)
     if reply.status != 200:
-        assert error.status_code == reply.status and error.request_id == "req_42"
+        assert error.status_code == reply.status
+        assert error.request_id == "req_42"
         assert json.loads(reply.body)["error"]["message"].split(":")[0] in str(error)
 
 
@@ -75,16 +90,22 @@ def test_429_with_retry_after_is_retried_then_succeeds() -> None:
 
 
 def test_retries_are_bounded_by_max_retries() -> None:
-    with ReplayServer(_error(502, "bad gateway", **{"retry-after-ms": "1"})) as server:
-        with _model(server.url, max_retries=2) as model, pytest.raises(chatmodels.ProviderUnavailableError):
-            model.invoke("hi")
+    with (
+        ReplayServer(_error(502, "bad gateway", **{"retry-after-ms": "1"})) as server,
+        _model(server.url, max_retries=2) as model,
+        pytest.raises(chatmodels.ProviderUnavailableError),
+    ):
+        model.invoke("hi")
     assert len(server.received) == 3
 
 
 def test_bad_request_is_not_retried() -> None:
-    with ReplayServer(_error(400, "no")) as server, _model(server.url, max_retries=3) as model:
-        with pytest.raises(chatmodels.BadRequestError):
-            model.invoke("hi")
+    with (
+        ReplayServer(_error(400, "no")) as server,
+        _model(server.url, max_retries=3) as model,
+        pytest.raises(chatmodels.BadRequestError),
+    ):
+        model.invoke("hi")
     assert len(server.received) == 1
 
 
@@ -96,15 +117,19 @@ def test_connection_refused_is_a_network_error() -> None:
     with _model(f"http://127.0.0.1:{port}", max_retries=1) as model:
         with pytest.raises(chatmodels.NetworkError) as caught:
             model.invoke("hi")
-        assert caught.value.retryable
         status = model.health_check(timeout=1)
-    assert status.status == "unhealthy" and status.error_code == "network"
+    assert caught.value.retryable
+    assert status.status == "unhealthy"
+    assert status.error_code == "network"
 
 
 def test_read_timeout_is_a_timeout_error() -> None:
-    with ReplayServer(Reply(200, b"{}", delay=0.5)) as server:
-        with _model(server.url, max_retries=0) as model, pytest.raises(chatmodels.TimeoutError):
-            model.invoke("hi", timeout=0.05)
+    with (
+        ReplayServer(Reply(200, b"{}", delay=0.5)) as server,
+        _model(server.url, max_retries=0) as model,
+        pytest.raises(chatmodels.TimeoutError),
+    ):
+        model.invoke("hi", timeout=0.05)
 
 
 def test_keep_alive_reuses_one_connection() -> None:
@@ -115,7 +140,9 @@ def test_keep_alive_reuses_one_connection() -> None:
 
 
 def test_stream_closed_early_releases_its_connection() -> None:
-    with ReplayServer(Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True)) as server:
+    with ReplayServer(
+        Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True)
+    ) as server:
         model = _model(server.url)
         transport = model.transport  # type: ignore[attr-defined]
         with model.stream("hi") as stream:
@@ -152,7 +179,10 @@ def test_async_stream_closed_early_and_health() -> None:
             status = await model.ahealth_check()
             return first.text, status.status
 
-    replies = [Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True), json_reply({"data": []})]
+    replies = [
+        Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True),
+        json_reply({"data": []}),
+    ]
     with ReplayServer(*replies) as server:
         assert asyncio.run(run(server.url)) == ("a", "healthy")
     assert server.received[1].path == "/models"
@@ -167,7 +197,7 @@ def test_closed_model_refuses_calls() -> None:
 
 def test_sse_decoder_handles_split_lines_crlf_comments_and_multiline_data() -> None:
     decoder = SSEDecoder()
-    raw = b": ping\r\nevent: message_start\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: x\n\ndata: tail"
+    raw = b': ping\r\nevent: message_start\r\ndata: {"a":\r\ndata: 1}\r\n\r\ndata: x\n\ndata: tail'
     events = []
     for i in range(0, len(raw), 3):
         events += decoder.feed(raw[i : i + 3])
