@@ -139,10 +139,10 @@ def test_keep_alive_reuses_one_connection() -> None:
         assert server.connections == 1
 
 
-def test_stream_closed_early_releases_its_connection() -> None:
-    with ReplayServer(
-        Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True)
-    ) as server:
+@pytest.mark.parametrize("chunked", [True, False])
+def test_stream_closed_early_releases_its_connection(chunked: bool) -> None:
+    reply = Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=chunked)
+    with ReplayServer(reply) as server:
         model = _model(server.url)
         transport = model.transport  # type: ignore[attr-defined]
         with model.stream("hi") as stream:
@@ -151,6 +151,7 @@ def test_stream_closed_early_releases_its_connection() -> None:
         assert transport._idle == []  # closed, not pooled half-read
         assert "".join(c.text for c in model.stream("hi")) == "ab"
         assert len(transport._idle) == 1  # read to the end: back in the pool
+        assert "".join(c.text for c in model.stream("hi")) == "ab"  # and reusable
         model.close()
         assert transport._idle == []
     assert server.connections == 2

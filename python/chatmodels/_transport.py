@@ -668,6 +668,9 @@ class SyncStream:
             while True:
                 data = read(_READ_SIZE)
                 if not data:
+                    # read1 does not mark a Content-Length body finished; close() does,
+                    # leaving the socket open for the next request.
+                    self._resp.close()
                     self._done = True
                     return
                 yield data
@@ -682,6 +685,7 @@ class SyncStream:
             while limit > 0:
                 data = self._resp.read1(limit)
                 if not data:
+                    self._resp.close()
                     self._done = True
                     break
                 limit -= len(data)

@@ -324,7 +324,16 @@ class HealthStatus:
 class Accumulator:
     """Folds chunks into a `ChatResponse` one at a time (what `accumulate` uses)."""
 
-    __slots__ = ("_calls", "_finish", "_id", "_model", "_provider", "_raw_finish", "_text", "_usage")
+    __slots__ = (
+        "_calls",
+        "_finish",
+        "_id",
+        "_model",
+        "_provider",
+        "_raw_finish",
+        "_text",
+        "_usage",
+    )
 
     def __init__(self) -> None:
         self._text: list[str] = []

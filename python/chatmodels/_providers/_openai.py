@@ -9,13 +9,12 @@ data-plane reference (``/openai/deployments/{deployment}/chat/completions?api-ve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
@@ -184,7 +183,7 @@ class OpenAIAdapter:
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``chat.completion`` object (its first choice)."""
-        data = json.loads(body)
+        data = loads(body)
         if "error" in data and "choices" not in data:
             raise self.parse_error(500, _NoHeaders(), body)
         choice = data["choices"][0]
@@ -219,7 +218,7 @@ class OpenAIAdapter:
         data = event[1]
         if data == b"[DONE]":
             raise StreamEnd
-        obj = json.loads(data)
+        obj = loads(data)
         if "error" in obj and "choices" not in obj:
             raise self.parse_error(500, _NoHeaders(), data)
         usage_raw = obj.get("usage")
