@@ -137,7 +137,13 @@ def test_lone_surrogate(populated: ProviderRegistry, op: str) -> None:
     before = snapshot(populated)
     with pytest.raises(InvalidProviderNameError) as info:
         NAME_OPS[op](populated, name)
-    check_error(info.value, InvalidProviderNameError, op=op, code="invalid_provider_name")
+    check_error(
+        info.value,
+        InvalidProviderNameError,
+        op=op,
+        code="invalid_provider_name",
+        detail=f"invalid provider name {name!r}: must not contain lone surrogates",
+    )
     assert snapshot(populated) == before
 
 

@@ -217,3 +217,12 @@ def test_tables_agree_call_for_call() -> None:
         got_rust = _outcome(lambda c=call: c(rust))  # type: ignore[misc]
         got_python = _outcome(lambda c=call: c(python))  # type: ignore[misc]
         assert got_rust == got_python, f"step {step}"
+
+
+def test_a_rust_panic_is_an_internal_error() -> None:
+    from chatmodels import InternalError, _core
+
+    with pytest.raises(InternalError) as info:
+        _core._panic_for_tests("register")
+    check_error(info.value, InternalError, op="register", code="internal")
+    assert "panicked" in str(info.value)
