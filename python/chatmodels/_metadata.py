@@ -260,9 +260,7 @@ class ProviderOptions:
             value = getattr(self, field.name)
             if field.name == "api_key":
                 shown.append(f"api_key={'Secret(**********)' if value else None}")
-            elif value != field.default and not (
-                field.name == "provider_specific" and not value
-            ):
+            elif value != field.default and not (field.name == "provider_specific" and not value):
                 shown.append(f"{field.name}={value!r}")
         return f"ProviderOptions({', '.join(shown)})"
 
@@ -356,4 +354,3 @@ class ProviderOptions:
 
 
 _STANDARD = frozenset(f.name for f in dataclasses.fields(ProviderOptions)) - {"provider_specific"}
-

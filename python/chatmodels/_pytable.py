@@ -28,8 +28,11 @@ def check_name(name: object, op: str) -> str:
         raise name_error(op, name, "must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise name_error(op, name, f"must be at most {MAX_NAME_LENGTH} characters")
-    if not name.isprintable() and any(_is_control(c) for c in name):
-        raise name_error(op, name, "must not contain control characters")
+    if not name.isprintable():
+        if any(_is_control(c) for c in name):
+            raise name_error(op, name, "must not contain control characters")
+        if any("\ud800" <= c <= "\udfff" for c in name):
+            raise name_error(op, name, "must not contain lone surrogates")
     if name[0].isspace() or name[-1].isspace():
         raise name_error(op, name, "must not start or end with whitespace")
     return name
@@ -53,10 +56,9 @@ class RegistryTable:
 
     def contains(self, name: str, op: str) -> bool:
         """Whether `name` is registered; raises invalid_provider_name for a bad name."""
-        if name in self._entries:
+        if type(name) is str and name in self._entries:
             return True
-        check_name(name, op)
-        return False
+        return check_name(name, op) in self._entries
 
     def get(self, name: str, op: str) -> Any:
         """The entry registered as `name`; raises provider_not_found with a suggestion."""
