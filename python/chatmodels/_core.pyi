@@ -1,0 +1,52 @@
+"""The Rust core of chatmodels (PyO3): the registry table.
+
+`RegistryTable` is the twin of `chatmodels._pytable.RegistryTable`: same methods, results and
+errors (built by the factories in `chatmodels._errors`). Reads take no lock; writes build a new
+snapshot and publish it atomically. Safe on free-threaded CPython (the module does not enable
+the GIL). A Rust panic is raised as `chatmodels._errors.InternalError`, never an abort.
+"""
+
+from typing import Any, final
+
+__all__ = ["RegistryTable"]
+
+@final
+class RegistryTable:
+    """name → (entry, capability bits), with lock-free reads and serialized writes."""
+
+    def __new__(cls) -> RegistryTable: ...
+    def contains(self, name: str, op: str) -> bool:
+        """Whether `name` is registered; raises invalid_provider_name for a bad name."""
+
+    def get(self, name: str, op: str) -> Any:
+        """The entry registered as `name`; raises provider_not_found with a suggestion."""
+
+    def insert(self, name: str, entry: Any, capabilities: int, replace: bool, op: str) -> int:
+        """Register `entry` as `name`; returns the table version after the write.
+
+        `capabilities` must fit in 64 bits (OverflowError otherwise).
+        """
+
+    def remove(self, name: str, op: str) -> Any:
+        """Unregister `name` and return its entry; raises provider_not_found."""
+
+    def clear(self) -> None:
+        """Unregister everything."""
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+
+    def names_with(self, mask: int) -> list[str]:
+        """The sorted names whose capability bits include every bit of `mask`."""
+
+    def entries(self) -> list[tuple[str, Any]]:
+        """(name, entry) pairs from one snapshot, sorted by name."""
+
+    @property
+    def version(self) -> int:
+        """How many writes the table has seen."""
+
+    def __len__(self) -> int: ...
+
+def _panic_for_tests(op: str) -> None:
+    """Panic in Rust on purpose; raises `InternalError` for `op` (tests only)."""

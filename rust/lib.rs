@@ -1,0 +1,26 @@
+//! `chatmodels._core`: the Rust core of chatmodels, built with PyO3.
+//!
+//! `table` is the registry table in plain Rust (tested by `cargo test` without Python),
+//! `registry` its Python class, `errors` the bridge to `chatmodels._errors`.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod registry;
+pub mod table;
+
+/// Panics on purpose, inside the same guard as the table's methods: for the test that a
+/// Rust panic reaches Python as `InternalError`, never as an abort.
+#[pyfunction]
+fn _panic_for_tests(op: &Bound<'_, PyAny>) -> PyResult<()> {
+    errors::guarded(op, || panic!("deliberate panic for a test"))
+}
+
+/// The Rust core of chatmodels: the provider registry table.
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<registry::RegistryTable>()?;
+    // An attribute, not an export: it stays out of `__all__`.
+    m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
+    Ok(())
+}
