@@ -35,6 +35,7 @@ from ._errors import (
     RateLimitError,
     TimeoutError,
 )
+from ._health import HealthReport, ahealth_check, health_check
 from ._metadata import Capability, ProviderMetadata, ProviderOptions, Secret
 from ._model import AsyncChatStream, ChatModel, ChatStream
 from ._registry import (
@@ -90,6 +91,7 @@ __all__ = [
     "Creator",
     "ErrorCode",
     "FinishReason",
+    "HealthReport",
     "HealthStatus",
     "ImagePart",
     "InternalError",
@@ -116,11 +118,13 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "accumulate",
+    "ahealth_check",
     "anew_registry_provider",
     "backend",
     "get_global_registry",
     "get_provider_metadata",
     "get_providers_by_capability",
+    "health_check",
     "is_provider_registered",
     "list_providers",
     "new_registry_provider",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Literal
+from typing import Literal, cast
 
 from . import _pytable
 from ._errors import InvalidConfigError
@@ -23,7 +23,8 @@ def _rust_table() -> type[_pytable.RegistryTable] | None:
         from ._core import RegistryTable
     except ImportError:
         return None
-    return RegistryTable  # the same interface as the twin, see _core.pyi
+    # The same interface as the twin (see _core.pyi), so both are typed as the twin.
+    return cast("type[_pytable.RegistryTable]", RegistryTable)
 
 
 _RUST = _rust_table()

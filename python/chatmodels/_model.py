@@ -9,10 +9,9 @@ implements: `_invoke`, `_ainvoke`, `_stream`, `_astream` (and optionally `_healt
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -297,7 +296,9 @@ class ChatModel:
         workers = min(max_concurrency, len(inputs))
         if workers == 1:
             return [one(item) for item in inputs]
-        with concurrent.futures.ThreadPoolExecutor(workers, "chatmodels-batch") as pool:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, "chatmodels-batch") as pool:
             return list(pool.map(one, inputs))
 
     async def abatch(
@@ -312,6 +313,8 @@ class ChatModel:
         _check_concurrency(max_concurrency, "abatch")
         for item in inputs:
             self._prepare(item, params, False, "abatch")
+        import asyncio
+
         gate = asyncio.Semaphore(max_concurrency)
 
         async def one(item: MessagesLike) -> Any:
@@ -340,6 +343,8 @@ class ChatModel:
 
     async def ahealth_check(self, *, timeout: float = 5.0) -> HealthStatus:
         """Async `health_check`."""
+        import asyncio
+
         start = time.perf_counter()
         try:
             return await asyncio.wait_for(self._ahealth(timeout), timeout)
@@ -365,6 +370,8 @@ class ChatModel:
         )
 
     async def _ainvoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
+        import asyncio
+
         return await asyncio.to_thread(self._invoke, request, scope)
 
     def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
@@ -379,6 +386,8 @@ class ChatModel:
         )
 
     async def _astream(self, request: ChatRequest, scope: CallScope) -> AsyncIterator[ChatChunk]:
+        import asyncio
+
         for chunk in await asyncio.to_thread(lambda: list(self._stream(request, scope))):
             yield chunk
 
@@ -386,6 +395,8 @@ class ChatModel:
         return HealthStatus("unknown", None, f"provider {self.provider!r} has no health probe")
 
     async def _ahealth(self, timeout: float) -> HealthStatus:
+        import asyncio
+
         return await asyncio.to_thread(self._health, timeout)
 
     def _server(self) -> tuple[str | None, int | None]:
@@ -502,7 +513,7 @@ class ChatModel:
             if error.provider is None:
                 error.provider = self.metadata.name
             scope.fail(error)
-        elif isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)):
+        elif _is_cancellation(exc):
             scope.fail(CancelledError("the call was cancelled", op=op, provider=self.provider))
             error = exc
         elif isinstance(exc, Exception):
@@ -524,6 +535,14 @@ class ChatModel:
         if fmt is not None and fmt.type != "text" and response.parsed is None:
             setattr_(response, "parsed", _parse_reply(response.text, fmt, self.provider))
         return response
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, (KeyboardInterrupt, GeneratorExit)):
+        return True
+    # asyncio is imported only by async callers; without it there is no asyncio cancellation.
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
 
 
 def _require(

@@ -7,17 +7,14 @@ registry, created on first use together with plugin discovery.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextvars
 import dataclasses
-import importlib.metadata
 import inspect
 import logging
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _backend, _builtins
 from ._errors import (
@@ -31,6 +28,9 @@ from ._errors import (
 from ._metadata import Capability, ProviderMetadata, ProviderOptions
 from ._model import ChatModel
 from ._pytable import check_name
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -193,6 +193,8 @@ class ProviderRegistry:
         _op: str = "acreate",
     ) -> ChatModel:
         """Async `create`; accepts async creators as well as sync ones."""
+        import asyncio  # here, not at module level: `import chatmodels` stays cheap
+
         entry: _Entry = self._table.get(name, _op)
         opts = ProviderOptions.validate(options, entry.metadata, op=_op)
         provider = entry.metadata.name
@@ -227,6 +229,8 @@ class ProviderRegistry:
         attribute holding its `ProviderMetadata`. A plugin that fails is reported with a
         `PluginWarning` and a log record naming it, and never stops the others.
         """
+        import importlib.metadata
+
         loaded = []
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
@@ -356,6 +360,8 @@ def _discard_awaitable(result: object) -> None:
 
 
 def _run_async_creator(entry: _Entry, options: ProviderOptions, op: str) -> ChatModel:
+    import asyncio
+
     provider = entry.metadata.name
     try:
         asyncio.get_running_loop()
@@ -384,6 +390,8 @@ def _run_async_creator(entry: _Entry, options: ProviderOptions, op: str) -> Chat
 def _create_with_timeout(
     entry: _Entry, options: ProviderOptions, limit: float, op: str
 ) -> ChatModel:
+    import concurrent.futures
+
     future = _start_worker(entry, options, op)
     try:
         return future.result(timeout=limit)
@@ -397,6 +405,8 @@ def _start_worker(
     entry: _Entry, options: ProviderOptions, op: str
 ) -> concurrent.futures.Future[ChatModel]:
     """Run the creator (checked) in a daemon thread; its future holds the result."""
+    import concurrent.futures
+
     provider = entry.metadata.name
     future: concurrent.futures.Future[ChatModel] = concurrent.futures.Future()
 

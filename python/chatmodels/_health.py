@@ -1,0 +1,120 @@
+"""`health_check`: probe registered providers concurrently and report, never raising."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+from ._errors import ChatModelError, ErrorCode
+from ._registry import ProviderRegistry, get_global_registry
+from ._types import HealthStatus
+
+__all__ = ["HealthReport", "ahealth_check", "health_check"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthReport(Mapping[str, HealthStatus]):
+    """Per provider name, its `HealthStatus`; `healthy` is true when every probed one answered."""
+
+    statuses: Mapping[str, HealthStatus]
+
+    def __getitem__(self, name: str) -> HealthStatus:
+        return self.statuses[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.statuses)
+
+    def __len__(self) -> int:
+        return len(self.statuses)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether no provider is unhealthy (unknown ones do not count against it)."""
+        return all(s.status != "unhealthy" for s in self.statuses.values())
+
+
+def _targets(registry: ProviderRegistry, names: Iterable[str] | None) -> tuple[list[str], bool]:
+    if names is None:
+        return registry.names(), False
+    if isinstance(names, str):
+        return [names], True
+    return list(names), True
+
+
+def _probe(registry: ProviderRegistry, name: str, timeout: float, explicit: bool) -> HealthStatus:
+    start = time.perf_counter()
+    try:
+        if not registry.metadata(name, _op="health_check").supports_health_check:
+            return HealthStatus("unknown", None, "the provider has no health probe")
+        with registry.create(name, timeout=timeout, _op="health_check") as model:
+            return model.health_check(timeout=timeout)
+    except ChatModelError as exc:
+        return _failed(exc, start, explicit)
+    except Exception as exc:  # a probe never raises into the caller
+        return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
+
+
+async def _aprobe(
+    registry: ProviderRegistry, name: str, timeout: float, explicit: bool
+) -> HealthStatus:
+    start = time.perf_counter()
+    try:
+        if not registry.metadata(name, _op="ahealth_check").supports_health_check:
+            return HealthStatus("unknown", None, "the provider has no health probe")
+        model = await registry.acreate(name, timeout=timeout, _op="ahealth_check")
+        async with model:
+            return await model.ahealth_check(timeout=timeout)
+    except ChatModelError as exc:
+        return _failed(exc, start, explicit)
+    except Exception as exc:
+        return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
+
+
+_UNCONFIGURED = HealthStatus("unknown", None, "not configured")
+
+
+def _failed(exc: ChatModelError, start: float, explicit: bool) -> HealthStatus:
+    if exc.code is ErrorCode.INVALID_CONFIG and not explicit:
+        # Probing everything: a provider without its key is not configured, not broken.
+        return _UNCONFIGURED
+    return HealthStatus("unhealthy", time.perf_counter() - start, exc.detail, exc.code.value)
+
+
+def health_check(
+    names: Iterable[str] | str | None = None,
+    *,
+    timeout: float = 5.0,
+    registry: ProviderRegistry | None = None,
+) -> HealthReport:
+    """Probe providers concurrently: the named ones, or every registered one.
+
+    Each provider is created through the registry and asked for its cheap probe within
+    `timeout` seconds. A provider without a probe is reported as unknown (never as healthy);
+    one that is not configured (say, no API key) as unknown when probing everything and as
+    unhealthy when named. Never raises.
+    """
+    registry = registry if registry is not None else get_global_registry()
+    targets, explicit = _targets(registry, names)
+    if not targets:
+        return HealthReport({})
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(16, len(targets))) as pool:
+        futures = {n: pool.submit(_probe, registry, n, timeout, explicit) for n in targets}
+        return HealthReport({n: f.result() for n, f in futures.items()})
+
+
+async def ahealth_check(
+    names: Iterable[str] | str | None = None,
+    *,
+    timeout: float = 5.0,
+    registry: ProviderRegistry | None = None,
+) -> HealthReport:
+    """Async `health_check`: the probes run concurrently on the event loop."""
+    registry = registry if registry is not None else get_global_registry()
+    targets, explicit = _targets(registry, names)
+    import asyncio
+
+    results = await asyncio.gather(*(_aprobe(registry, n, timeout, explicit) for n in targets))
+    return HealthReport(dict(zip(targets, results, strict=True)))
