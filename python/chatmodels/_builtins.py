@@ -207,6 +207,56 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
             supports_health_check=True,
         ),
     ),
+    (
+        "._providers._anthropic",
+        ProviderMetadata(
+            name="anthropic",
+            description="Anthropic Messages API",
+            capabilities=frozenset(
+                {
+                    C.CHAT,
+                    C.STREAMING,
+                    C.TOOL_CALLING,
+                    C.STRUCTURED_OUTPUT,
+                    C.VISION,
+                    C.REASONING,
+                    C.SYSTEM_PROMPT,
+                }
+            ),
+            gen_ai_provider_name="anthropic",
+            default_model="claude-sonnet-4-5",
+            required_options=("api_key",),
+            optional_options=("anthropic_version",),
+            supports_health_check=True,
+            api_key_env="ANTHROPIC_API_KEY",
+            default_base_url="https://api.anthropic.com",
+        ),
+    ),
+    (
+        "._providers._cohere",
+        ProviderMetadata(
+            name="cohere",
+            description="Cohere v2 Chat API",
+            capabilities=frozenset(
+                {
+                    C.CHAT,
+                    C.STREAMING,
+                    C.TOOL_CALLING,
+                    C.STRUCTURED_OUTPUT,
+                    C.JSON_MODE,
+                    C.VISION,
+                    C.REASONING,
+                    C.SYSTEM_PROMPT,
+                }
+            ),
+            gen_ai_provider_name="cohere",
+            default_model="command-a-03-2025",
+            required_options=("api_key",),
+            supports_health_check=True,
+            api_key_env="CO_API_KEY",
+            default_base_url="https://api.cohere.com",
+        ),
+    ),
 )
 
 

@@ -95,6 +95,7 @@ _FINISH: dict[str, FinishReason] = {
     "error_toxic": FinishReason.CONTENT_FILTER,
     "error_limit": FinishReason.LENGTH,
     "user_cancel": FinishReason.STOP,
+    "timeout": FinishReason.ERROR,
     # Ollama's done_reason
     "load": FinishReason.STOP,
     "unload": FinishReason.STOP,

@@ -1,0 +1,356 @@
+"""The Anthropic Messages API wire format (`anthropic`).
+
+Reference: https://docs.claude.com/en/api/messages (request and ``Message`` response),
+https://docs.claude.com/en/docs/build-with-claude/streaming (the SSE events),
+https://docs.claude.com/en/api/errors (error bodies and types) and
+https://docs.claude.com/en/docs/build-with-claude/structured-outputs (``output_config``).
+
+Mapping notes:
+- System messages become the top-level ``system`` string (joined by a blank line).
+- Tool results become ``tool_result`` blocks of a user turn; consecutive results share one.
+- ``Usage.input_tokens`` is the whole prompt: Anthropic's ``input_tokens`` counts only the
+  uncached part, so cache reads and cache writes are added to it (the OTel GenAI convention).
+- Thinking blocks are not part of the reply's text (``ChatResponse`` has no field for them).
+- A streamed tool call's ``input_json_delta`` fragments are buffered and sent as one
+  arguments fragment when its block stops, as compact JSON, so that a streamed reply
+  accumulates to exactly the response the same call returns whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from .._errors import ChatModelError
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body, loads
+from .._metadata import ProviderMetadata, ProviderOptions
+from .._model import ChatRequest
+from .._transport import Headers, SSEDecoder, WireRequest
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    normalize_finish_reason,
+)
+
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "create"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+# The API requires max_tokens; this is sent when neither the call nor the options set it.
+DEFAULT_MAX_TOKENS = 4096
+
+# The HTTP status each error ``type`` comes with, for errors that arrive inside a stream.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    if part.url is not None:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": part.media_type, "data": part.data},
+    }
+
+
+def _blocks(content: str | tuple[Any, ...]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return [
+        _image_block(p) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
+        for p in content
+    ]
+
+
+def _wire_messages(messages: Iterable[Message]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The ``system`` texts and the ``messages`` list of a request."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        if msg.role == "system":
+            system.append(msg.text)
+        elif msg.role == "tool":
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": msg.tool_call_id}
+            result["content"] = (
+                msg.content if isinstance(msg.content, str) else _blocks(msg.content)
+            )
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and last["role"] == "user"
+                and isinstance(last["content"], list)
+                and last["content"]
+                and last["content"][-1].get("type") == "tool_result"
+            ):
+                last["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result]})
+        elif msg.role == "assistant" and msg.tool_calls:
+            blocks = _blocks(msg.content)
+            blocks.extend(
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
+                for c in msg.tool_calls
+            )
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            content = msg.content if isinstance(msg.content, str) else _blocks(msg.content)
+            out.append({"role": msg.role, "content": content})
+    return system, out
+
+
+def _tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if not isinstance(choice, str):
+        return dict(choice)
+    if choice == "auto":
+        return {"type": "auto"}
+    if choice == "required":
+        return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
+    return {"type": "tool", "name": choice}
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    cache_read = raw.get("cache_read_input_tokens")
+    cache_write = raw.get("cache_creation_input_tokens")
+    prompt = (raw.get("input_tokens") or 0) + (cache_read or 0) + (cache_write or 0)
+    output = raw.get("output_tokens") or 0
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=output,
+        total_tokens=prompt + output,
+        cache_read_input_tokens=cache_read,
+        cache_creation_input_tokens=cache_write,
+    )
+
+
+def _compact(raw_json: str) -> str:
+    """A streamed tool input as the compact JSON a whole response's ``input`` gives."""
+    if not raw_json.strip():
+        return "{}"
+    try:
+        parsed = json.loads(raw_json)
+    except ValueError:
+        return raw_json
+    return json.dumps(parsed, separators=(",", ":"))
+
+
+class AnthropicAdapter:
+    """Messages over ``POST {base_url}/v1/messages`` with the ``x-api-key`` header."""
+
+    supported_params: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "max_tokens", "top_p", "top_k", "stop"}
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        api_key: str | None,
+        *,
+        version: str = ANTHROPIC_VERSION,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        self.provider = provider
+        self.max_tokens = max_tokens
+        auth = {"x-api-key": api_key} if api_key else {}
+        base = {**auth, "anthropic-version": version, "content-type": "application/json"}
+        self._json_headers = {**base, "accept": "application/json"}
+        self._sse_headers = {**base, "accept": "text/event-stream"}
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of a Messages request."""
+        system, messages = _wire_messages(request.messages)
+        params = request.params
+        body: dict[str, Any] = {
+            "max_tokens": params.get("max_tokens", self.max_tokens),
+            "messages": messages,
+            "model": request.model,
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        for key in ("temperature", "top_p", "top_k"):
+            if key in params:
+                body[key] = params[key]
+        stop = params.get("stop")
+        if stop is not None:
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if request.stream:
+            body["stream"] = True
+        if request.tools:
+            tools = []
+            for tool in request.tools:
+                spec: dict[str, Any] = {"name": tool.name}
+                if tool.description:
+                    spec["description"] = tool.description
+                spec["input_schema"] = dict(tool.parameters)
+                if tool.strict is not None:
+                    spec["strict"] = tool.strict
+                tools.append(spec)
+            body["tools"] = tools
+            choice = _tool_choice(request.tool_choice)
+            if request.parallel_tool_calls is False:
+                choice = choice or {"type": "auto"}
+                if choice.get("type") != "none":
+                    choice["disable_parallel_tool_use"] = True
+            if choice is not None:
+                body["tool_choice"] = choice
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_schema":
+            body["output_config"] = {"format": {"type": "json_schema", "schema": fmt.schema}}
+        if request.provider_specific:
+            body.update(request.provider_specific)
+        return body
+
+    def build_request(self, request: ChatRequest) -> WireRequest:
+        """``POST /v1/messages``."""
+        headers = self._sse_headers if request.stream else self._json_headers
+        return WireRequest("POST", "/v1/messages", headers, json_body(self.build_body(request)))
+
+    def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
+        """A ``message`` object: its text blocks joined, its ``tool_use`` blocks as calls."""
+        data = loads(body)
+        if data.get("type") == "error":
+            raise self._error_of(data, op="invoke")
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        for block in data["content"]:
+            kind = block.get("type")
+            if kind == "text":
+                text.append(block["text"])
+            elif kind == "tool_use":
+                calls.append(ToolCall.from_wire(block["id"], block["name"], block.get("input")))
+        raw_finish = data.get("stop_reason")
+        return ChatResponse(
+            message=Message("assistant", "".join(text), tuple(calls)),
+            id=data.get("id"),
+            model=data.get("model"),
+            provider=self.provider,
+            finish_reason=normalize_finish_reason(raw_finish),
+            raw_finish_reason=raw_finish,
+            usage=_usage(data.get("usage")),
+        )
+
+    def new_decoder(self) -> SSEDecoder:
+        """Messages streams are server-sent events."""
+        return SSEDecoder()
+
+    def parse_event(
+        self, event: tuple[str | None, bytes], state: dict[str, Any]
+    ) -> Iterable[ChatChunk]:
+        """One stream event; ``message_stop`` ends the stream, ``error`` raises."""
+        obj = loads(event[1])
+        kind = obj.get("type")
+        if kind == "content_block_delta":
+            delta = obj["delta"]
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                return (self._chunk(state, text=delta["text"]),)
+            if dtype == "input_json_delta":
+                state["tools"][obj["index"]].append(delta.get("partial_json") or "")
+            return ()  # thinking, signature and citation deltas carry no reply text
+        if kind == "content_block_start":
+            block = obj["content_block"]
+            if block.get("type") == "tool_use":
+                index = obj["index"]
+                state["tools"][index] = []
+                start = ToolCallDelta(index, block["id"], block["name"])
+                return (self._chunk(state, tool_call_deltas=(start,)),)
+            if block.get("type") == "text" and block.get("text"):
+                return (self._chunk(state, text=block["text"]),)
+            return ()
+        if kind == "content_block_stop":
+            parts = state["tools"].pop(obj["index"], None)
+            if parts is None:
+                return ()
+            args = ToolCallDelta(obj["index"], arguments=_compact("".join(parts)))
+            return (self._chunk(state, tool_call_deltas=(args,)),)
+        if kind == "message_start":
+            message = obj["message"]
+            state["id"] = message.get("id")
+            state["model"] = message.get("model")
+            state["usage"] = dict(message.get("usage") or {})
+            state["tools"] = {}
+            return ()
+        if kind == "message_delta":
+            usage = state.get("usage") or {}
+            usage.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})
+            raw_finish = (obj.get("delta") or {}).get("stop_reason")
+            return (
+                self._chunk(
+                    state,
+                    finish_reason=normalize_finish_reason(raw_finish),
+                    raw_finish_reason=raw_finish,
+                    usage=_usage(usage),
+                ),
+            )
+        if kind == "message_stop":
+            raise StreamEnd
+        if kind == "error":
+            raise self._error_of(obj, op="stream")
+        return ()  # ping, and event types added later
+
+    def _chunk(self, state: dict[str, Any], **fields: Any) -> ChatChunk:
+        return ChatChunk(
+            id=state.get("id"), model=state.get("model"), provider=self.provider, **fields
+        )
+
+    def _error_of(self, data: Mapping[str, Any], *, op: str) -> ChatModelError:
+        """An error object received with a 200 status (inside a stream)."""
+        err = data.get("error") or {}
+        status = _ERROR_STATUS.get(str(err.get("type")), 500)
+        error = error_from_response(
+            status,
+            _NoHeaders(),
+            b"",
+            provider=self.provider,
+            op=op,
+            message=str(err.get("message") or ""),
+            provider_code=str(err.get("type") or "error"),
+        )
+        error.request_id = data.get("request_id")
+        return error
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+        error = error_from_response(status, headers, body, provider=self.provider)
+        if error.request_id is None:
+            with contextlib.suppress(ValueError, AttributeError):
+                error.request_id = loads(body).get("request_id")
+        return error
+
+    def health_request(self) -> WireRequest:
+        """``GET /v1/models``: lists models, spends no tokens."""
+        return WireRequest("GET", "/v1/models", self._json_headers)
+
+
+class _NoHeaders:
+    def get(self, name: str, /) -> str | None:
+        return None
+
+
+def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:
+    """An `anthropic` instance. The provider option ``anthropic_version`` overrides the
+    API version header; a call without max_tokens (and no ``max_tokens`` option) sends 4096."""
+    version = options.provider_specific.get("anthropic_version") or ANTHROPIC_VERSION
+    adapter = AnthropicAdapter(metadata.name, options.api_key_value(), version=str(version))
+    return HTTPChatModel(metadata, options, adapter)

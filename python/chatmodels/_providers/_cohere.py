@@ -1,0 +1,272 @@
+"""The Cohere v2 Chat API wire format (`cohere`).
+
+Reference: https://docs.cohere.com/reference/chat (request and response),
+https://docs.cohere.com/reference/chat-stream and https://docs.cohere.com/docs/streaming
+(the SSE events), https://docs.cohere.com/docs/tool-use-streaming (tool-call events) and
+https://docs.cohere.com/reference/errors.
+
+Mapping notes:
+- ``top_p``/``top_k``/``stop`` are sent as ``p``/``k``/``stop_sequences``; ``stream`` is
+  always sent, as the official SDK does.
+- ``tool_choice`` takes ``auto`` (the default, not sent), ``required`` and ``none``; the API
+  cannot force one named tool, nor turn parallel calls off (capability_not_supported).
+- ``Usage`` counts come from ``usage.tokens`` (what the model processed), falling back to
+  ``usage.billed_units``; ``cached_tokens`` becomes the cache-read count when present.
+- The response has no model field, so `ChatResponse.model` is None.
+- The assistant's ``tool_plan`` and ``thinking`` content are not part of the reply's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from .._errors import CapabilityNotSupportedError, ChatModelError
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body, loads
+from .._metadata import ProviderMetadata, ProviderOptions
+from .._model import ChatRequest
+from .._transport import Headers, SSEDecoder, WireRequest
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    normalize_finish_reason,
+)
+
+__all__ = ["CohereAdapter", "create"]
+
+_RENAMED = {"top_p": "p", "top_k": "k"}
+_TOOL_CHOICE = {"required": "REQUIRED", "none": "NONE"}
+
+
+def _wire_message(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": msg.role}
+    content = msg.content
+    if isinstance(content, str):
+        if content or not msg.tool_calls:
+            out["content"] = content
+    else:
+        out["content"] = [
+            {"type": "image_url", "image_url": _image_url(p)}
+            if isinstance(p, ImagePart)
+            else {"type": "text", "text": p.text}
+            for p in content
+        ]
+    if msg.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json()},
+            }
+            for call in msg.tool_calls
+        ]
+    if msg.tool_call_id is not None:
+        out["tool_call_id"] = msg.tool_call_id
+    return out
+
+
+def _image_url(part: ImagePart) -> dict[str, Any]:
+    image: dict[str, Any] = {"url": part.as_data_url()}
+    if part.detail:
+        image["detail"] = part.detail
+    return image
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    counts = raw.get("tokens") or raw.get("billed_units")
+    if not counts:
+        return None
+    prompt = int(counts.get("input_tokens") or 0)
+    output = int(counts.get("output_tokens") or 0)
+    cached = raw.get("cached_tokens")
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=output,
+        total_tokens=prompt + output,
+        cache_read_input_tokens=int(cached) if cached is not None else None,
+    )
+
+
+class CohereAdapter:
+    """Chat over ``POST {base_url}/v2/chat`` with a Bearer key."""
+
+    supported_params: ClassVar[frozenset[str]] = frozenset(
+        {
+            "temperature",
+            "max_tokens",
+            "top_p",
+            "top_k",
+            "stop",
+            "seed",
+            "frequency_penalty",
+            "presence_penalty",
+        }
+    )
+
+    def __init__(self, provider: str, api_key: str | None) -> None:
+        self.provider = provider
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._json_headers = {
+            **auth,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._sse_headers = {
+            **auth,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of a v2 chat request."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [_wire_message(m) for m in request.messages],
+        }
+        for key, value in request.params.items():
+            if key == "stop":
+                body["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+            else:
+                body[_RENAMED.get(key, key)] = value
+        if request.tools:
+            tools = []
+            for tool in request.tools:
+                fn: dict[str, Any] = {"name": tool.name}
+                if tool.description:
+                    fn["description"] = tool.description
+                fn["parameters"] = dict(tool.parameters)
+                tools.append({"type": "function", "function": fn})
+            body["tools"] = tools
+            if any(tool.strict for tool in request.tools):
+                body["strict_tools"] = True
+            choice = request.tool_choice
+            if choice is not None and choice != "auto":
+                if not isinstance(choice, str) or choice not in _TOOL_CHOICE:
+                    raise self._unsupported(f"tool_choice {choice!r} (only auto, required, none)")
+                body["tool_choice"] = _TOOL_CHOICE[choice]
+            if request.parallel_tool_calls is False:
+                raise self._unsupported("parallel_tool_calls=False")
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            spec: dict[str, Any] = {"type": "json_object"}
+            if fmt.type == "json_schema":
+                spec["json_schema"] = fmt.schema
+            body["response_format"] = spec
+        body["stream"] = request.stream
+        if request.provider_specific:
+            body.update(request.provider_specific)
+        return body
+
+    def _unsupported(self, what: str) -> ChatModelError:
+        return CapabilityNotSupportedError(
+            f"provider {self.provider!r} does not support {what}",
+            op="invoke",
+            provider=self.provider,
+        )
+
+    def build_request(self, request: ChatRequest) -> WireRequest:
+        """``POST /v2/chat``."""
+        headers = self._sse_headers if request.stream else self._json_headers
+        return WireRequest("POST", "/v2/chat", headers, json_body(self.build_body(request)))
+
+    def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
+        """A v2 chat response: its text content joined, its tool calls."""
+        data = loads(body)
+        msg = data["message"]
+        text = "".join(
+            item.get("text") or ""
+            for item in msg.get("content") or ()
+            if item.get("type") == "text"
+        )
+        calls = tuple(
+            ToolCall.from_wire(
+                call.get("id") or "",
+                call["function"]["name"],
+                call["function"].get("arguments"),
+            )
+            for call in msg.get("tool_calls") or ()
+        )
+        raw_finish = data.get("finish_reason")
+        return ChatResponse(
+            message=Message("assistant", text, calls),
+            id=data.get("id"),
+            model=None,
+            provider=self.provider,
+            finish_reason=normalize_finish_reason(raw_finish),
+            raw_finish_reason=raw_finish,
+            usage=_usage(data.get("usage")),
+        )
+
+    def new_decoder(self) -> SSEDecoder:
+        """v2 chat streams are server-sent events."""
+        return SSEDecoder()
+
+    def parse_event(
+        self, event: tuple[str | None, bytes], state: dict[str, Any]
+    ) -> Iterable[ChatChunk]:
+        """One stream event; ``[DONE]`` ends the stream."""
+        data = event[1]
+        if data == b"[DONE]":
+            raise StreamEnd
+        obj = loads(data)
+        kind = obj.get("type") or event[0]
+        delta = obj.get("delta") or {}
+        message = delta.get("message") or {}
+        if kind == "content-delta":
+            text = (message.get("content") or {}).get("text")
+            return (self._chunk(state, text=text),) if text else ()
+        if kind == "tool-call-start":
+            call = message.get("tool_calls") or {}
+            fn = call.get("function") or {}
+            start = ToolCallDelta(
+                obj.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""
+            )
+            return (self._chunk(state, tool_call_deltas=(start,)),)
+        if kind == "tool-call-delta":
+            fn = (message.get("tool_calls") or {}).get("function") or {}
+            fragment = fn.get("arguments") or ""
+            if not fragment:
+                return ()
+            part = ToolCallDelta(obj.get("index", 0), arguments=fragment)
+            return (self._chunk(state, tool_call_deltas=(part,)),)
+        if kind == "message-start":
+            state["id"] = obj.get("id")
+            return ()
+        if kind == "message-end":
+            raw_finish = delta.get("finish_reason")
+            return (
+                self._chunk(
+                    state,
+                    finish_reason=normalize_finish_reason(raw_finish),
+                    raw_finish_reason=raw_finish,
+                    usage=_usage(delta.get("usage")),
+                ),
+            )
+        return ()  # content-start/end, tool-plan-delta, tool-call-end, citations, debug
+
+    def _chunk(self, state: dict[str, Any], **fields: Any) -> ChatChunk:
+        return ChatChunk(id=state.get("id"), provider=self.provider, **fields)
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        """``{"id", "message"}``, mapped by status and message; the request id is the
+        ``x-debug-trace-id`` header when no usual request-id header came."""
+        error = error_from_response(status, headers, body, provider=self.provider)
+        if error.request_id is None:
+            error.request_id = headers.get("x-debug-trace-id")
+        return error
+
+    def health_request(self) -> WireRequest:
+        """``GET /v1/models`` (Cohere lists models under v1 only): spends no tokens."""
+        return WireRequest("GET", "/v1/models", self._json_headers)
+
+
+def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:
+    """A `cohere` instance."""
+    return HTTPChatModel(metadata, options, CohereAdapter(metadata.name, options.api_key_value()))
