@@ -27,10 +27,11 @@ demo: build-dev  ## build, then run the demo
 	$(PY) examples/demo.py
 
 .PHONY: lint
-lint: install  ## ruff, mypy --strict, the stub checked against the binary, clippy
+lint: build-dev  ## ruff, mypy --strict, the stub checked against the binary, clippy
 	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/ruff format --check python tests benches examples
 	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest chatmodels._core
 	cargo clippy --all-targets -q -- -D warnings
 
 .PHONY: test-rust
