@@ -33,6 +33,18 @@ _OPENAI_CAPS = frozenset(
     }
 )
 _OPENAI_MODULE = "._providers._openai"
+_GEMINI_CAPS = frozenset(
+    {
+        C.CHAT,
+        C.STREAMING,
+        C.TOOL_CALLING,
+        C.STRUCTURED_OUTPUT,
+        C.JSON_MODE,
+        C.VISION,
+        C.REASONING,
+        C.SYSTEM_PROMPT,
+    }
+)
 
 
 def _compat(
@@ -255,6 +267,56 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
             supports_health_check=True,
             api_key_env="CO_API_KEY",
             default_base_url="https://api.cohere.com",
+        ),
+    ),
+    (
+        "._providers._gemini",
+        ProviderMetadata(
+            name="gemini",
+            description="Google Gemini API (generateContent; API key; GOOGLE_API_KEY also read)",
+            capabilities=_GEMINI_CAPS,
+            gen_ai_provider_name="gcp.gemini",
+            default_model="gemini-2.5-flash",
+            optional_options=("api_version",),
+            supports_health_check=True,
+            api_key_env="GEMINI_API_KEY",
+            default_base_url="https://generativelanguage.googleapis.com",
+        ),
+    ),
+    (
+        "._providers._gemini",
+        ProviderMetadata(
+            name="vertex_ai",
+            description="Gemini on Google Cloud Vertex AI (generateContent; project, location, "
+            "an access token or Application Default Credentials)",
+            capabilities=_GEMINI_CAPS,
+            gen_ai_provider_name="gcp.vertex_ai",
+            default_model="gemini-2.5-flash",
+            optional_options=("project", "location", "api_version"),
+            supports_health_check=True,
+        ),
+    ),
+    (
+        "._providers._ollama",
+        ProviderMetadata(
+            name="ollama",
+            description="Ollama native chat API (/api/chat, NDJSON streaming)",
+            capabilities=frozenset(
+                {
+                    C.CHAT,
+                    C.STREAMING,
+                    C.TOOL_CALLING,
+                    C.STRUCTURED_OUTPUT,
+                    C.JSON_MODE,
+                    C.VISION,
+                    C.REASONING,
+                    C.SYSTEM_PROMPT,
+                }
+            ),
+            gen_ai_provider_name="ollama",
+            default_model=None,
+            supports_health_check=True,
+            default_base_url="http://localhost:11434",
         ),
     ),
 )

@@ -87,6 +87,11 @@ _FINISH: dict[str, FinishReason] = {
     "image_safety": FinishReason.CONTENT_FILTER,
     "malformed_function_call": FinishReason.ERROR,
     "unexpected_tool_call": FinishReason.ERROR,
+    "too_many_tool_calls": FinishReason.ERROR,
+    "missing_thought_signature": FinishReason.ERROR,
+    "model_armor": FinishReason.CONTENT_FILTER,
+    "image_prohibited_content": FinishReason.CONTENT_FILTER,
+    "image_recitation": FinishReason.CONTENT_FILTER,
     "other": FinishReason.STOP,
     "language": FinishReason.STOP,
     # Cohere
