@@ -11,7 +11,7 @@ Mapping notes:
 - ``tool_choice`` takes ``auto`` (the default, not sent), ``required`` and ``none``; the API
   cannot force one named tool, nor turn parallel calls off (capability_not_supported).
 - ``Usage`` counts come from ``usage.tokens`` (what the model processed), falling back to
-  ``usage.billed_units``; ``cached_tokens`` becomes the cache-read count when present.
+  ``usage.billed_units``; the API reports no cache or reasoning counts (they stay None).
 - The response has no model field, so `ChatResponse.model` is None.
 - The assistant's ``tool_plan`` and ``thinking`` content are not part of the reply's text.
 """
@@ -85,13 +85,7 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
         return None
     prompt = int(counts.get("input_tokens") or 0)
     output = int(counts.get("output_tokens") or 0)
-    cached = raw.get("cached_tokens")
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=output,
-        total_tokens=prompt + output,
-        cache_read_input_tokens=int(cached) if cached is not None else None,
-    )
+    return Usage(input_tokens=prompt, output_tokens=output, total_tokens=prompt + output)
 
 
 class CohereAdapter:
