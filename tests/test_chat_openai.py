@@ -1,21 +1,57 @@
 """The OpenAI family against recorded exchanges (../shared/cassettes/openai and groq).
 
-Each test serves a recording from a loopback server, makes the same call through the public
-API, and checks the request we sent (method, path, equivalent body) and every parsed field.
+Each test serves a recording from `chatmodels.testing.ReplayServer`, makes the same call
+through the public API, and checks the request we sent (method, path, equivalent body) and
+every parsed field.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import chatmodels
 import pytest
-from chat_server import Interaction, ReplayServer, load_cassette
 from chatmodels import ChatResponse, FinishReason
+from chatmodels.testing import (
+    RecordedInteraction,
+    RecordedRequest,
+    RecordedResponse,
+    ReplayServer,
+)
+from chatmodels.testing import load_cassette as _load
 
+CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
 KEY = "sk-test-secret-key-123456"
+
+
+def load_cassette(relative: str) -> list[RecordedInteraction]:
+    """The interactions of a cassette under ../shared/cassettes."""
+    return _load(CASSETTES / relative)
+
+
+def _response_json(inter: RecordedInteraction) -> Any:
+    return json.loads(inter.response.body)
+
+
+def _json_reply(path: str, body: Any) -> RecordedInteraction:
+    """An interaction answering ``POST path`` with `body` as JSON."""
+    return RecordedInteraction(
+        RecordedRequest("POST", f"https://api.openai.com{path}", path, {}, b"", None),
+        RecordedResponse(
+            200, "OK", (("Content-Type", "application/json"),), json.dumps(body).encode()
+        ),
+    )
+
+
+def _content_length_framed(inter: RecordedInteraction) -> RecordedInteraction:
+    """The same recorded stream served with Content-Length instead of chunked: ReplayServer
+    chunks a body by its stream content type, so that header is left out."""
+    headers = tuple((k, v) for k, v in inter.response.headers if k.lower() != "content-type")
+    return dataclasses.replace(inter, response=dataclasses.replace(inter.response, headers=headers))
 
 
 def _model(provider: str, url: str, **options: Any) -> chatmodels.ChatModel:
@@ -40,8 +76,8 @@ def _equivalent(sent: dict[str, Any], recorded: dict[str, Any]) -> None:
     assert sent == recorded
 
 
-def _expected(inter: Interaction) -> dict[str, Any]:
-    data = inter.response_json
+def _expected(inter: RecordedInteraction) -> dict[str, Any]:
+    data = _response_json(inter)
     choice = data["choices"][0]
     usage = data["usage"]
     return {
@@ -86,23 +122,23 @@ NON_STREAMED = [
 def test_invoke_replays_the_recording(cassette: str) -> None:
     # Some recordings hold a conversation: the tool-call one sends the tool results back.
     for inter in load_cassette(cassette):
-        with ReplayServer(inter.reply) as server:
-            model = _model("openai", server.url + "/v1")
-            messages, params = _call_args(inter.request_body)
+        with ReplayServer([inter]) as server:
+            model = _model("openai", server.base_url + "/v1")
+            messages, params = _call_args(inter.request.json)
             response = model.invoke(messages, **params)
             model.close()
-        (received,) = server.received
-        assert received.method == inter.method == "POST"
+        (received,) = server.requests
+        assert received.method == inter.request.method == "POST"
         assert received.path == "/v1/chat/completions"
-        assert inter.uri == "https://api.openai.com/v1/chat/completions"
-        assert received.headers["Authorization"] == f"Bearer {KEY}"
-        _equivalent(received.json(), inter.request_body)
+        assert inter.request.uri == "https://api.openai.com/v1/chat/completions"
+        assert received.headers["authorization"] == f"Bearer {KEY}"
+        _equivalent(received.json, inter.request.json)
         _check(response, _expected(inter), "openai")
 
 
 def test_recorded_values_spelled_out() -> None:
     (inter,) = load_cassette("openai/chat_completion_with_content.yaml")
-    with ReplayServer(inter.reply) as server, _model("openai", server.url + "/v1") as model:
+    with ReplayServer([inter]) as server, _model("openai", server.base_url + "/v1") as model:
         response = model.invoke("Say this is a test", model="gpt-4o-mini")
     assert response.id == "chatcmpl-ASYMQRl3A3DXL9FWCK9tnGRcKIO7q"
     assert response.text == "This is a test."
@@ -115,8 +151,8 @@ def test_recorded_values_spelled_out() -> None:
 
 def test_tool_call_recording_parses_arguments() -> None:
     inter = load_cassette("openai/chat_completion_tool_calls_with_content.yaml")[0]
-    with ReplayServer(inter.reply) as server, _model("openai", server.url + "/v1") as model:
-        messages, params = _call_args(inter.request_body)
+    with ReplayServer([inter]) as server, _model("openai", server.base_url + "/v1") as model:
+        messages, params = _call_args(inter.request.json)
         response = model.invoke(messages, **params)
     assert response.finish_reason is FinishReason.TOOL_CALLS
     assert [c.arguments for c in response.tool_calls] == [
@@ -125,10 +161,11 @@ def test_tool_call_recording_parses_arguments() -> None:
     ]
 
 
-def _stream_expectation(inter: Interaction) -> dict[str, Any]:
+def _stream_expectation(inter: RecordedInteraction) -> dict[str, Any]:
     """What the recorded SSE body says, read independently of the adapter."""
-    text, calls, finish, usage, ident, model = [], {}, None, None, None, None
-    for line in inter.reply.body.decode().splitlines():
+    text, finish, usage, ident, model = [], None, None, None, None
+    calls: dict[int, list[str]] = {}
+    for line in inter.response.body.decode().splitlines():
         if not line.startswith("data: ") or line == "data: [DONE]":
             continue
         obj = json.loads(line[6:])
@@ -173,18 +210,18 @@ STREAMED = [
 @pytest.mark.parametrize("cassette", STREAMED)
 def test_stream_replays_the_recording(cassette: str, chunked: bool) -> None:
     (inter,) = load_cassette(cassette)
-    inter.reply.chunked = chunked
-    with ReplayServer(inter.reply) as server, _model("openai", server.url + "/v1") as model:
-        messages, params = _call_args(inter.request_body)
+    served = inter if chunked else _content_length_framed(inter)
+    with ReplayServer([served]) as server, _model("openai", server.base_url + "/v1") as model:
+        messages, params = _call_args(inter.request.json)
         chunks = list(model.stream(messages, **params))
-    (received,) = server.received
-    assert received.headers["Accept"] == "text/event-stream"
-    body = received.json()
+    (received,) = server.requests
+    assert received.headers["accept"] == "text/event-stream"
+    body = received.json
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
-    if "stream_options" not in inter.request_body:  # recorded without it; we always ask
+    if "stream_options" not in inter.request.json:  # recorded without it; we always ask
         body.pop("stream_options")
-    _equivalent(body, inter.request_body)
+    _equivalent(body, inter.request.json)
     expected = _stream_expectation(inter)
     response = chatmodels.accumulate(chunks)
     assert response.provider == "openai"
@@ -204,8 +241,8 @@ def test_stream_replays_the_recording(cassette: str, chunked: bool) -> None:
 
 def test_streamed_tool_calls_accumulate_exactly() -> None:
     (inter,) = load_cassette("openai/chat_completion_multiple_tools_streaming_with_content.yaml")
-    with ReplayServer(inter.reply) as server, _model("openai", server.url + "/v1") as model:
-        messages, params = _call_args(inter.request_body)
+    with ReplayServer([inter]) as server, _model("openai", server.base_url + "/v1") as model:
+        messages, params = _call_args(inter.request.json)
         response = chatmodels.accumulate(model.stream(messages, **params))
     assert [(c.id, c.arguments) for c in response.tool_calls] == [
         ("call_fHCjJqt9Pysde6vcJcvbXGBx", {"location": "Seattle, WA"}),
@@ -238,11 +275,10 @@ def test_streamed_reply_accumulates_to_the_invoked_one() -> None:
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
-    from chat_server import json_reply
-
-    with ReplayServer(json_reply(whole)) as server, _model("openai", server.url + "/v1") as m:
+    reply = _json_reply("/v1/chat/completions", whole)
+    with ReplayServer([reply]) as server, _model("openai", server.base_url + "/v1") as m:
         invoked = m.invoke("Say this is a test", model="gpt-4")
-    with ReplayServer(inter.reply) as server, _model("openai", server.url + "/v1") as m:
+    with ReplayServer([inter]) as server, _model("openai", server.base_url + "/v1") as m:
         streamed = chatmodels.accumulate(m.stream("Say this is a test", model="gpt-4"))
     assert streamed == ChatResponse(**{**_fields(invoked), "latency": None})
 
@@ -254,8 +290,8 @@ def _fields(response: ChatResponse) -> dict[str, Any]:
 def test_404_recording_maps_to_bad_request() -> None:
     (inter,) = load_cassette("openai/chat_completion_404.yaml")
     with (
-        ReplayServer(inter.reply) as server,
-        _model("openai", server.url + "/v1") as model,
+        ReplayServer([inter]) as server,
+        _model("openai", server.base_url + "/v1") as model,
         pytest.raises(chatmodels.BadRequestError) as caught,
     ):
         model.invoke("Say this is a test", model="this-model-does-not-exist")
@@ -268,23 +304,26 @@ def test_404_recording_maps_to_bad_request() -> None:
     assert error.provider == "openai"
     assert KEY not in str(error)
     assert KEY not in repr(error)
-    _equivalent(server.received[0].json(), inter.request_body)
+    _equivalent(server.requests[0].json, inter.request.json)
 
 
 def test_groq_recordings_gzip_and_x_groq_usage() -> None:
     inter = load_cassette("groq/chat_with_events_with_content.yaml")[0]
-    with ReplayServer(inter.reply) as server:
-        model = _model("groq", server.url + "/openai/v1")
-        response = model.invoke(inter.request_body["messages"], model="llama3-8b-8192")
+    with ReplayServer([inter]) as server:
+        model = _model("groq", server.base_url + "/openai/v1")
+        response = model.invoke(inter.request.json["messages"], model="llama3-8b-8192")
         model.close()
-    assert server.received[0].path == "/openai/v1/chat/completions"
-    _equivalent(server.received[0].json(), inter.request_body)
+    assert server.requests[0].path == "/openai/v1/chat/completions"
+    _equivalent(server.requests[0].json, inter.request.json)
     _check(response, _expected(inter), "groq")
 
     (streamed,) = load_cassette("groq/chat_streaming_with_events_with_content.yaml")
-    with ReplayServer(streamed.reply) as server, _model("groq", server.url + "/openai/v1") as m:
+    with (
+        ReplayServer([streamed]) as server,
+        _model("groq", server.base_url + "/openai/v1") as m,
+    ):
         result = chatmodels.accumulate(
-            m.stream(streamed.request_body["messages"], model="llama3-8b-8192")
+            m.stream(streamed.request.json["messages"], model="llama3-8b-8192")
         )
     expected = _stream_expectation(streamed)
     assert result.text == expected["text"]
@@ -303,41 +342,43 @@ def test_async_invoke_and_stream_replay() -> None:
             _model("openai", url_stream + "/v1") as m2,
         ):
             one = await m1.ainvoke(*_split(plain))
-            messages, params = _call_args(streamed.request_body)
+            messages, params = _call_args(streamed.request.json)
             chunks = [c async for c in m2.astream(messages, **params)]
             return one, chatmodels.accumulate(chunks)
 
-    with ReplayServer(plain.reply) as s1, ReplayServer(streamed.reply) as s2:
-        one, two = asyncio.run(run(s1.url, s2.url))
+    with ReplayServer([plain]) as s1, ReplayServer([streamed]) as s2:
+        one, two = asyncio.run(run(s1.base_url, s2.base_url))
     _check(one, _expected(plain), "openai")
-    _equivalent(s1.received[0].json(), plain.request_body)
+    _equivalent(s1.requests[0].json, plain.request.json)
     assert [c.name for c in two.tool_calls] == ["get_current_weather"] * 2
     assert two.usage is not None
     assert two.usage.total_tokens == 126
 
 
-def _split(inter: Interaction) -> tuple[Any, ...]:
-    messages, _params = _call_args(inter.request_body)
+def _split(inter: RecordedInteraction) -> tuple[Any, ...]:
+    messages, _params = _call_args(inter.request.json)
     return (messages,)
 
 
 def test_azure_deployment_path_and_api_key_header() -> None:
-    (inter,) = load_cassette("openai/chat_completion_with_content.yaml")
-    with ReplayServer(inter.reply) as server:
+    (recorded,) = load_cassette("openai/chat_completion_with_content.yaml")
+    path = "/openai/deployments/my-gpt/chat/completions?api-version=2024-06-01"
+    inter = dataclasses.replace(recorded, request=dataclasses.replace(recorded.request, path=path))
+    with ReplayServer([inter]) as server:
         model = chatmodels.new_registry_provider(
             "azure_openai",
             {
                 "api_key": KEY,
-                "base_url": server.url,
+                "base_url": server.base_url,
                 "model": "my-gpt",
                 "api_version": "2024-06-01",
             },
         )
         response = model.invoke("Say this is a test")
         model.close()
-    (received,) = server.received
+    (received,) = server.requests
     assert received.path == "/openai/deployments/my-gpt/chat/completions?api-version=2024-06-01"
     assert received.headers["api-key"] == KEY
-    assert "Authorization" not in received.headers
-    assert "model" not in received.json()
+    assert "authorization" not in received.headers
+    assert "model" not in received.json
     assert response.text == "This is a test."
