@@ -270,6 +270,56 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
+        "._providers._bedrock",
+        ProviderMetadata(
+            name="bedrock",
+            description="AWS Bedrock Runtime Converse and ConverseStream (SigV4 via botocore, "
+            "or a Bedrock API key); needs chatmodels[bedrock]",
+            capabilities=frozenset(
+                {
+                    C.CHAT,
+                    C.STREAMING,
+                    C.TOOL_CALLING,
+                    C.STRUCTURED_OUTPUT,
+                    C.VISION,
+                    C.SYSTEM_PROMPT,
+                }
+            ),
+            gen_ai_provider_name="aws.bedrock",
+            default_model="amazon.nova-lite-v1:0",
+            optional_options=("region", "aws_profile"),
+            supports_health_check=False,
+            api_key_env="AWS_BEARER_TOKEN_BEDROCK",
+            default_base_url="https://bedrock-runtime.{region}.amazonaws.com",
+        ),
+    ),
+    (
+        "._providers._mistral",
+        ProviderMetadata(
+            name="mistral",
+            description="Mistral AI chat completions",
+            capabilities=frozenset(
+                {
+                    C.CHAT,
+                    C.STREAMING,
+                    C.TOOL_CALLING,
+                    C.STRUCTURED_OUTPUT,
+                    C.JSON_MODE,
+                    C.VISION,
+                    C.REASONING,
+                    C.SYSTEM_PROMPT,
+                }
+            ),
+            gen_ai_provider_name="mistral_ai",
+            default_model="mistral-small-latest",
+            required_options=("api_key",),
+            optional_options=("safe_prompt",),
+            supports_health_check=True,
+            api_key_env="MISTRAL_API_KEY",
+            default_base_url="https://api.mistral.ai",
+        ),
+    ),
+    (
         "._providers._gemini",
         ProviderMetadata(
             name="gemini",

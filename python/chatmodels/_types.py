@@ -77,6 +77,8 @@ _FINISH: dict[str, FinishReason] = {
     "guardrail_intervened": FinishReason.CONTENT_FILTER,
     "content_filtered": FinishReason.CONTENT_FILTER,
     "model_context_window_exceeded": FinishReason.LENGTH,
+    "malformed_model_output": FinishReason.ERROR,
+    "malformed_tool_use": FinishReason.ERROR,
     # Gemini
     "finish_reason_unspecified": FinishReason.STOP,
     "safety": FinishReason.CONTENT_FILTER,

@@ -1,0 +1,164 @@
+"""`mistral`: Mistral's native chat completions, ``POST /v1/chat/completions`` at
+https://api.mistral.ai.
+
+Reference: https://docs.mistral.ai/api/ (chat completion request, response and the
+``chat.completion.chunk`` SSE stream ending in ``[DONE]``). The wire format is OpenAI's with
+a few differences, which this subclass of the OpenAI adapter handles: ``random_seed`` instead
+of ``seed``; ``stream`` always sent and no ``stream_options`` (usage arrives on the last
+chunk anyway); ``safe_prompt``; ``tool_choice: "any"``; message content that may be a list of
+chunks (``text``, ``thinking`` from reasoning models); streamed tool calls that arrive whole,
+each possibly with index 0; request ids in ``mistral-correlation-id`` / ``x-kong-request-id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from .._errors import ChatModelError
+from .._http_model import HTTPChatModel, error_from_response, json_body, loads
+from .._metadata import ProviderMetadata, ProviderOptions
+from .._model import ChatRequest
+from .._transport import Headers, WireRequest
+from .._types import ChatChunk, ChatResponse, ToolCallDelta
+from ._openai import OpenAIAdapter
+
+__all__ = ["MistralAdapter", "create"]
+
+# A chunk list where a str is usual: reasoning models answer with typed content chunks.
+_LIST_CONTENT = (b'"content":[', b'"content": [')
+
+
+def _chunks_text(content: Any) -> Any:
+    """The reply text of a content value: a str as is, a chunk list's text chunks joined
+    (``thinking`` chunks are the model's reasoning, not its reply)."""
+    if not isinstance(content, list):
+        return content
+    return "".join(
+        part.get("text") or ""
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def _flatten_content(data: Any) -> bytes:
+    """A response or chunk body re-encoded with list contents flattened to text."""
+    for choice in data.get("choices") or ():
+        for key in ("message", "delta"):
+            msg = choice.get(key)
+            if isinstance(msg, dict) and isinstance(msg.get("content"), list):
+                msg["content"] = _chunks_text(msg["content"])
+    return json_body(data)
+
+
+class _RequestIdHeaders:
+    """Headers where ``x-request-id`` falls back to Mistral's own request-id headers."""
+
+    __slots__ = ("_body_id", "_headers")
+
+    def __init__(self, headers: Headers, body_id: str | None) -> None:
+        self._headers = headers
+        self._body_id = body_id
+
+    def get(self, name: str, /) -> str | None:
+        value = self._headers.get(name)
+        if value is None and name == "x-request-id":
+            value = (
+                self._headers.get("mistral-correlation-id")
+                or self._headers.get("x-kong-request-id")
+                or self._body_id
+            )
+        return value
+
+
+class MistralAdapter(OpenAIAdapter):
+    """Mistral chat completions: the OpenAI adapter with Mistral's differences."""
+
+    path = "/v1/chat/completions"
+
+    def __init__(self, provider: str, api_key: str | None, *, safe_prompt: bool | None = None):
+        super().__init__(provider, api_key)
+        self.safe_prompt = safe_prompt
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The OpenAI body, renamed and trimmed to Mistral's fields."""
+        body = super().build_body(request)
+        given = request.provider_specific
+        if "seed" in request.params and "seed" not in given:
+            seed = body.pop("seed")
+            body.setdefault("random_seed", seed)
+        if "max_completion_tokens" in body and "max_completion_tokens" not in given:
+            body["max_tokens"] = body.pop("max_completion_tokens")
+        if request.stream:
+            if "stream_options" not in given:
+                body.pop("stream_options", None)
+        else:
+            body.setdefault("stream", False)
+        if request.tool_choice == "any":
+            body["tool_choice"] = "any"
+        if self.safe_prompt is not None:
+            body.setdefault("safe_prompt", self.safe_prompt)
+        return body
+
+    def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
+        """A ``chat.completion``; list content (reasoning models) reduced to its text."""
+        if any(marker in body for marker in _LIST_CONTENT):
+            body = _flatten_content(loads(body))
+        return super().parse_response(body, request)
+
+    def parse_event(
+        self, event: tuple[str | None, bytes], state: dict[str, Any]
+    ) -> Iterable[ChatChunk]:
+        """One ``chat.completion.chunk``. Mistral streams each tool call whole, and parallel
+        calls may all say index 0: calls are numbered by their ids instead."""
+        data = event[1]
+        if any(marker in data for marker in _LIST_CONTENT):
+            event = (event[0], _flatten_content(loads(data)))
+        chunks = super().parse_event(event, state)
+        out = []
+        for chunk in chunks:
+            if chunk.tool_call_deltas:
+                chunk = dataclasses.replace(
+                    chunk,
+                    tool_call_deltas=tuple(_renumber(d, state) for d in chunk.tool_call_deltas),
+                )
+            out.append(chunk)
+        return out
+
+    def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        """``{"message", "type", "code"}`` or ``{"detail": ...}``; the request id from
+        Mistral's headers (or the body's ``request_id``)."""
+        body_id = None
+        try:
+            data = loads(body)
+            if isinstance(data, dict) and isinstance(data.get("request_id"), str):
+                body_id = data["request_id"]
+        except ValueError:
+            pass
+        return error_from_response(
+            status, _RequestIdHeaders(headers, body_id), body, provider=self.provider
+        )
+
+    def health_request(self) -> WireRequest | None:
+        """``GET /v1/models``: lists models, spends no tokens."""
+        return WireRequest("GET", "/v1/models", self._json_headers)
+
+
+def _renumber(delta: ToolCallDelta, state: dict[str, Any]) -> ToolCallDelta:
+    ids: dict[str, int] = state.setdefault("tool_ids", {})
+    if delta.id:
+        index = ids.setdefault(delta.id, len(ids))
+        state["tool_last"] = index
+    else:
+        index = state.get("tool_last", delta.index)
+    return dataclasses.replace(delta, index=index)
+
+
+def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:
+    """A Mistral chat model (``safe_prompt`` may be set as an option for every call)."""
+    safe = options.provider_specific.get("safe_prompt")
+    adapter = MistralAdapter(
+        metadata.name, options.api_key_value(), safe_prompt=None if safe is None else bool(safe)
+    )
+    return HTTPChatModel(metadata, options, adapter)
