@@ -501,3 +501,67 @@ def test_tool_result_needs_its_call() -> None:
     named = _body(model, tools=[WEATHER_TOOL])  # sanity: a plain request builds
     assert named["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
     model.close()
+
+
+def test_vertex_without_a_token_uses_application_default_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    refreshed: list[object] = []
+
+    class Credentials:
+        valid = False
+        token: str | None = None
+
+        def refresh(self, request: object) -> None:
+            refreshed.append(request)
+            self.token, self.valid = TOKEN, True
+
+    auth = types.ModuleType("google.auth")
+    auth.default = lambda scopes: (Credentials(), "adc-project")  # type: ignore[attr-defined]
+    transport = types.ModuleType("google.auth.transport.requests")
+    transport.Request = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "google.auth", auth)
+    monkeypatch.setitem(sys.modules, "google.auth.transport.requests", transport)
+    model = chatmodels.new_registry_provider("vertex_ai", {"project": "p", "location": "us"})
+    assert model.base_url == "https://aiplatform.us.rep.googleapis.com"  # type: ignore[attr-defined]
+    assert _wire(model).headers["Authorization"] == f"Bearer {TOKEN}"
+    assert _wire(model).headers["Authorization"] == f"Bearer {TOKEN}"
+    assert len(refreshed) == 1  # refreshed once, then reused while valid
+
+
+def test_thought_parts_are_not_reply_text() -> None:
+    body = json.dumps(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"text": "Let me think about the question.", "thought": True},
+                            {"text": "42", "thoughtSignature": "c2ln"},
+                        ],
+                    },
+                    "finishReason": "MAX_TOKENS",
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 5,
+                "candidatesTokenCount": 1,
+                "thoughtsTokenCount": 9,
+                "toolUsePromptTokenCount": 3,
+                "totalTokenCount": 18,
+            },
+            "modelVersion": "gemini-2.5-pro",
+            "responseId": "r2",
+        }
+    ).encode()
+    inter = _reply("/v1beta/models/gemini-2.5-pro:generateContent", body, "application/json")
+    with ReplayServer([inter]) as server, _gemini(server.base_url) as model:
+        response = model.invoke("What is the answer?", model="gemini-2.5-pro")
+    assert response.text == "42"
+    assert response.finish_reason is FinishReason.LENGTH
+    assert response.raw_finish_reason == "MAX_TOKENS"
+    assert response.usage == Usage(5 + 3, 1 + 9, 18, reasoning_tokens=9)
