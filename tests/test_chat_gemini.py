@@ -454,6 +454,7 @@ def test_google_api_key_is_read_when_gemini_api_key_is_not_set(
     assert wire.headers["x-goog-api-key"] == KEY
     assert KEY not in repr(model)
     assert KEY not in repr(wire)
+    assert model._secret == KEY  # type: ignore[attr-defined]  # scrubbed from error messages
     monkeypatch.delenv("GOOGLE_API_KEY")
     with pytest.raises(chatmodels.InvalidConfigError, match="GEMINI_API_KEY or GOOGLE_API_KEY"):
         chatmodels.new_registry_provider("gemini")

@@ -579,9 +579,12 @@ def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatMode
     version = specific.get("api_version")
     api_version = str(version) if version else None
     if metadata.name != "vertex_ai":
+        key = _api_key(options, metadata.name)
+        if options.api_key_value() != key:  # from GOOGLE_API_KEY: redact it from errors too
+            options = options.replace(api_key=key)
         adapter = GeminiAdapter(
             metadata.name,
-            api_key=_api_key(options, metadata.name),
+            api_key=key,
             api_version=api_version,
             default_model=options.model or metadata.default_model,
         )
@@ -594,8 +597,8 @@ def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatMode
             op="create",
             provider=metadata.name,
         )
-    key = options.api_key_value()
-    token: TokenSource = _StaticToken(key) if key else _adc_token(metadata.name)
+    access = options.api_key_value()
+    token: TokenSource = _StaticToken(access) if access else _adc_token(metadata.name)
     adapter = GeminiAdapter(
         metadata.name,
         token=token,
