@@ -1,11 +1,13 @@
 //! `chatmodels._core`: the Rust core of chatmodels, built with PyO3.
 //!
 //! `table` is the registry table in plain Rust (tested by `cargo test` without Python),
-//! `registry` its Python class, `errors` the bridge to `chatmodels._errors`.
+//! `registry` its Python class, `errors` the bridge to `chatmodels._errors`; `metrics` the
+//! telemetry's metric aggregator.
 
 use pyo3::prelude::*;
 
 mod errors;
+mod metrics;
 mod registry;
 pub mod table;
 
@@ -16,10 +18,11 @@ fn _panic_for_tests(op: &Bound<'_, PyAny>) -> PyResult<()> {
     errors::guarded(op, || panic!("deliberate panic for a test"))
 }
 
-/// The Rust core of chatmodels: the provider registry table.
+/// The Rust core of chatmodels: the provider registry table and the metric aggregator.
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<registry::RegistryTable>()?;
+    m.add_class::<metrics::MetricAggregator>()?;
     // An attribute, not an export: it stays out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())

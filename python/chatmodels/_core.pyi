@@ -1,4 +1,4 @@
-"""The Rust core of chatmodels (PyO3): the registry table.
+"""The Rust core of chatmodels (PyO3): the registry table and the metric aggregator.
 
 `RegistryTable` is the twin of `chatmodels._pytable.RegistryTable`: same methods, results and
 errors (built by the factories in `chatmodels._errors`). Reads take no lock; writes build a new
@@ -8,7 +8,7 @@ the GIL). A Rust panic is raised as `chatmodels._errors.InternalError`, never an
 
 from typing import Any, final
 
-__all__ = ["RegistryTable"]
+__all__ = ["MetricAggregator", "RegistryTable"]
 
 @final
 class RegistryTable:
@@ -47,6 +47,27 @@ class RegistryTable:
         """How many writes the table has seen."""
 
     def __len__(self) -> int: ...
+
+@final
+class MetricAggregator:
+    """Counters in atomic cells, histogram values in a bounded buffer; the twin of
+    `chatmodels.telemetry._pymetrics.MetricAggregator`."""
+
+    def __new__(
+        cls, counters: int, max_keys: int = 1024, capacity: int = 65536
+    ) -> MetricAggregator: ...
+    @property
+    def capacity(self) -> int: ...
+    def add(self, counter: int, key: int, value: int) -> None: ...
+    def counter_values(self, counter: int) -> list[tuple[int, int]]: ...
+    def record(self, histogram: int, key: int, value: float) -> None: ...
+    def record_many(self, histogram: int, key: int, values: list[float]) -> None: ...
+    def record_call(
+        self, key: int, duration: float, input_tokens: int, output_tokens: int
+    ) -> None: ...
+    def drain(self) -> list[tuple[int, int, float]]: ...
+    def pending(self) -> int: ...
+    def dropped(self) -> int: ...
 
 def _panic_for_tests(op: str) -> None:
     """Panic in Rust on purpose; raises `InternalError` for `op` (tests only)."""
