@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 import chatmodels
+from _harness import contention
 from chatmodels import ChatModel, ProviderMetadata, ProviderOptions, ProviderRegistry
 from chatmodels._registry import _swap_global_registry
 
@@ -74,37 +75,14 @@ def scaling(make_op: Callable[[], Op], n: int, repeat: int) -> tuple[float, floa
     return one / n * 1e9, (2 * n / two) / (n / one)
 
 
-def p99_with_writer(backend: str, seconds: float, batch: int = 32) -> tuple[float, float]:
+def p99_with_writer(backend: str, seconds: float) -> tuple[float, float]:
     """p50 and p99 ns per resolution on two threads while a writer replaces 1,000 times/s."""
     _install(backend)
-    stop = threading.Event()
-    samples: list[list[float]] = [[], []]
 
-    def resolver(out: list[float]) -> None:
-        f, clock = chatmodels.is_provider_registered, time.perf_counter_ns
-        while not stop.is_set():
-            start = clock()
-            for _ in range(batch):
-                f("openai")
-            out.append((clock() - start) / batch)
+    def swap() -> None:
+        chatmodels.register_global("openai", _creator, metadata=_META, replace=True)
 
-    def writer() -> None:
-        next_at = time.perf_counter()
-        while not stop.is_set():
-            chatmodels.register_global("openai", _creator, metadata=_META, replace=True)
-            next_at += 0.001
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-
-    workers = [threading.Thread(target=resolver, args=(s,)) for s in samples]
-    workers.append(threading.Thread(target=writer))
-    for w in workers:
-        w.start()
-    time.sleep(seconds)
-    stop.set()
-    for w in workers:
-        w.join()
-    merged = sorted(x for s in samples for x in s)
-    return merged[len(merged) // 2], merged[int(len(merged) * 0.99)]
+    return contention(chatmodels.is_provider_registered, swap, threads=2, seconds=seconds)
 
 
 def main() -> None:
