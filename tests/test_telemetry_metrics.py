@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 
 import pytest
@@ -15,12 +14,7 @@ from test_telemetry_fakes import Chunk, Info, Response, Telemetry, make_telemetr
 
 __all__ = ["tel"]
 
-_RUST_PENDING = pytest.mark.xfail(
-    not hasattr(importlib.import_module("chatmodels._core"), "MetricAggregator"),
-    reason="rust/metrics.rs is not registered in rust/lib.rs yet",
-    strict=True,
-)
-BACKENDS = [pytest.param("rust", marks=_RUST_PENDING), "python"]
+BACKENDS = ["rust", "python"]
 
 BASE = {
     "gen_ai.operation.name": "chat",
@@ -71,6 +65,14 @@ def test_metrics_level_records_metrics_without_spans() -> None:
         assert t.metrics()["gen_ai.client.operation.duration"].data.data_points[0].count == 1
 
 
+class Sized:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def test_registry_metrics() -> None:
     for t in make_telemetry():
         metrics = t.observer._container.runtime().metrics  # type: ignore[union-attr]
@@ -79,7 +81,8 @@ def test_registry_metrics() -> None:
         metrics.resolution("nope", False)
         metrics.creation("openai", "success", 0.00002)
         metrics.provider_health("openai", "degraded")
-        metrics.watch_registry("global", lambda: 11)
+        mine = Sized(11)
+        metrics.watch_registry("mine", mine)
         got = t.metrics()
         res = {
             (p.attributes["chatmodels.provider"], p.attributes["chatmodels.outcome"]): p.value
@@ -90,7 +93,11 @@ def test_registry_metrics() -> None:
         assert created.value == 1
         assert created.attributes["chatmodels.outcome"] == "success"
         assert got["chatmodels.registry.creation.duration"].data.data_points[0].count == 1
-        assert got["chatmodels.registry.providers"].data.data_points[0].value == 11
+        sizes = {
+            p.attributes["chatmodels.registry"]: p.value
+            for p in got["chatmodels.registry.providers"].data.data_points
+        }
+        assert sizes["mine"] == 11
         assert got["chatmodels.provider.health"].data.data_points[0].value == 0.5
 
 

@@ -9,6 +9,8 @@ Register a provider by name with a creator and its metadata, then create instanc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._backend import backend
 from ._errors import (
     APIError,
@@ -69,6 +71,11 @@ from ._types import (
     accumulate,
 )
 
+if TYPE_CHECKING:
+    import logging
+
+    from .telemetry import Container, Level
+
 __version__: str
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -121,6 +128,7 @@ __all__ = [
     "ahealth_check",
     "anew_registry_provider",
     "backend",
+    "configure",
     "get_global_registry",
     "get_provider_metadata",
     "get_providers_by_capability",
@@ -132,6 +140,36 @@ __all__ = [
     "register_global_with_metadata",
     "unregister_provider",
 ]
+
+
+def configure(
+    *,
+    tracer_provider: Any | None = None,
+    meter_provider: Any | None = None,
+    logger: logging.Logger | None = None,
+    level: Level | str | None = None,
+    capture_content: bool | None = None,
+    container: Container | None = None,
+) -> Container:
+    """Set up chatmodels' OpenTelemetry spans, metrics and logs (each argument optional).
+
+    Without a call, chatmodels reports at level ``standard`` to OpenTelemetry's global
+    providers: no-ops until the application installs an SDK. See `chatmodels.telemetry`.
+
+    Example:
+        >>> chatmodels.configure(tracer_provider=provider, meter_provider=meter_provider)
+        >>> chatmodels.configure(level="metrics")  # off | metrics | standard | debug
+    """
+    from .telemetry import configure as configure_telemetry
+
+    return configure_telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger=logger,
+        level=level,
+        capture_content=capture_content,
+        container=container,
+    )
 
 
 def __getattr__(name: str) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ._errors import ChatModelError, ErrorCode
-from ._registry import ProviderRegistry, get_global_registry
+from ._registry import ProviderRegistry, _telemetry, get_global_registry
 from ._types import HealthStatus
 
 __all__ = ["HealthReport", "ahealth_check", "health_check"]
@@ -100,9 +102,17 @@ def health_check(
         return HealthReport({})
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(16, len(targets))) as pool:
-        futures = {n: pool.submit(_probe, registry, n, timeout, explicit) for n in targets}
-        return HealthReport({n: f.result() for n, f in futures.items()})
+    with (
+        _observed(registry, "health_check") as record,
+        ThreadPoolExecutor(min(16, len(targets))) as pool,
+    ):
+        futures = {
+            n: pool.submit(contextvars.copy_context().run, _probe, registry, n, timeout, explicit)
+            for n in targets
+        }
+        report = HealthReport({n: f.result() for n, f in futures.items()})
+        record(report)
+        return report
 
 
 async def ahealth_check(
@@ -116,5 +126,19 @@ async def ahealth_check(
     targets, explicit = _targets(registry, names)
     import asyncio
 
-    results = await asyncio.gather(*(_aprobe(registry, n, timeout, explicit) for n in targets))
-    return HealthReport(dict(zip(targets, results, strict=True)))
+    with _observed(registry, "ahealth_check") as record:
+        results = await asyncio.gather(*(_aprobe(registry, n, timeout, explicit) for n in targets))
+        report = HealthReport(dict(zip(targets, results, strict=True)))
+        record(report)
+        return report
+
+
+@contextlib.contextmanager
+def _observed(registry: ProviderRegistry, api: str) -> Iterator[Callable[[HealthReport], None]]:
+    """A health span around the probes (once telemetry is loaded); yields the report's sink."""
+    hooks = _telemetry()
+    if hooks is None:
+        yield lambda report: None
+        return
+    with hooks.registry_operation("health", registry=registry, api=api):
+        yield hooks.record_health

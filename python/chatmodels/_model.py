@@ -609,6 +609,18 @@ def _parse_reply(text: str, fmt: ResponseFormat, provider: str) -> Any:
         ) from exc
 
 
+def _end_early(stream: ChatStream | AsyncChatStream) -> None:
+    """End a stream's scope as closed early (a scope without `close`: end with what arrived)."""
+    if stream._ended:
+        return
+    close = getattr(stream._scope, "close", None)
+    if close is None:
+        stream._finish()
+    else:
+        stream._ended = True
+        close()
+
+
 class ChatStream:
     """A stream of `ChatChunk`s; iterate it, and close it (or use ``with``) to stop early.
 
@@ -665,14 +677,14 @@ class ChatStream:
             self._scope.end(self._acc.response(self._model.provider, latency))
 
     def close(self) -> None:
-        """Stop early: release the connection and end the call with what arrived so far."""
+        """Stop early: release the connection and end the call as closed early."""
         if not self._ended:
             close = getattr(self._chunks, "close", None)
             try:
                 if close is not None:
                     close()
             finally:
-                self._finish()
+                _end_early(self)
 
     def __enter__(self) -> ChatStream:
         return self
@@ -737,14 +749,14 @@ class AsyncChatStream:
             self._scope.end(self._acc.response(self._model.provider, latency))
 
     async def aclose(self) -> None:
-        """Stop early: release the connection and end the call with what arrived so far."""
+        """Stop early: release the connection and end the call as closed early."""
         if not self._ended:
             close = getattr(self._chunks, "aclose", None)
             try:
                 if close is not None:
                     await close()
             finally:
-                self._finish()
+                _end_early(self)
 
     async def __aenter__(self) -> AsyncChatStream:
         return self
@@ -755,4 +767,4 @@ class AsyncChatStream:
     def __del__(self) -> None:
         # The async generator is finalised by the event loop; the scope ends here.
         if not self._ended:
-            self._finish()
+            _end_early(self)

@@ -2,8 +2,9 @@
 
 `ChatModel` builds one `CallInfo` per call and calls ``get_observer().start(info)`` in exactly
 one place; the returned `CallScope` then hears of each transport attempt, each streamed
-chunk, and exactly one `end` or `fail`. The OpenTelemetry implementation lives elsewhere and
-installs itself with `set_observer`; until then the no-op observer costs a function call.
+chunk, and exactly one `end`, `fail` or `close`. The default observer loads the OpenTelemetry
+one (`chatmodels.telemetry`) on the first call, so ``import chatmodels`` never imports
+OpenTelemetry; ``set_observer(None)`` installs the no-op observer instead.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class CallScope(Protocol):
     def fail(self, error: ChatModelError) -> None:
         """The call failed; the scope may set ``error.correlation_id``."""
 
+    def close(self) -> None:
+        """A stream was closed (or dropped) before its end; nothing if the scope has ended."""
+
 
 class CallObserver(Protocol):
     """Starts a `CallScope` for each call."""
@@ -92,6 +96,9 @@ class _NoopScope:
     def fail(self, error: ChatModelError) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 class _NoopObserver:
     __slots__ = ()
@@ -100,10 +107,24 @@ class _NoopObserver:
         return NOOP_SCOPE
 
 
+class _DefaultObserver:
+    """Loads and installs the OpenTelemetry observer on the first call, then hands over."""
+
+    __slots__ = ()
+
+    def start(self, info: CallInfo) -> CallScope:
+        from .telemetry import TelemetryObserver
+
+        observer: CallObserver = TelemetryObserver()
+        if _observer is self:
+            set_observer(observer)
+        return observer.start(info)
+
+
 NOOP_SCOPE: CallScope = _NoopScope()
 NOOP_OBSERVER: CallObserver = _NoopObserver()
 
-_observer: CallObserver = NOOP_OBSERVER
+_observer: CallObserver = _DefaultObserver()
 
 
 def get_observer() -> CallObserver:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import inspect
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _backend, _builtins
 from ._errors import (
@@ -56,6 +58,47 @@ OptionsLike = ProviderOptions | Mapping[str, Any]
 
 logger = logging.getLogger("chatmodels.registry")
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _telemetry() -> Any:
+    """The registry telemetry hooks once OpenTelemetry is loaded (before, nothing can record)."""
+    if "opentelemetry" not in sys.modules:
+        return None
+    from .telemetry import _hooks
+
+    return _hooks
+
+
+def _observed(op: str) -> Callable[[_F], _F]:
+    """Run a registry method under its telemetry span ``chatmodels.registry.{op}``."""
+
+    def wrap(method: _F) -> _F:
+        if inspect.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def arun(self: ProviderRegistry, name: str, *args: Any, **kwargs: Any) -> Any:
+                hooks = _telemetry()
+                if hooks is None:
+                    return await method(self, name, *args, **kwargs)
+                api = kwargs.get("_op", method.__name__)
+                with hooks.registry_operation(op, name, registry=self, api=api):
+                    return await method(self, name, *args, **kwargs)
+
+            return cast(_F, arun)
+
+        @functools.wraps(method)
+        def run(self: ProviderRegistry, name: str, *args: Any, **kwargs: Any) -> Any:
+            hooks = _telemetry()
+            if hooks is None:
+                return method(self, name, *args, **kwargs)
+            with hooks.registry_operation(op, name, registry=self, api=kwargs.get("_op", op)):
+                return method(self, name, *args, **kwargs)
+
+        return cast(_F, run)
+
+    return wrap
+
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
@@ -92,6 +135,7 @@ class ProviderRegistry:
 
     # -- writes ---------------------------------------------------------------------------
 
+    @_observed("register")
     def register(
         self,
         name: str,
@@ -119,6 +163,7 @@ class ProviderRegistry:
         self._table.insert(name, entry, meta.capability_mask, replace, _op)
         return meta
 
+    @_observed("unregister")
     def unregister(self, name: str, *, _op: str = "unregister") -> None:
         """Remove the provider `name`; raises provider_not_found when there is none."""
         self._table.remove(name, _op)
@@ -161,6 +206,7 @@ class ProviderRegistry:
 
     # -- creation -------------------------------------------------------------------------
 
+    @_observed("create")
     def create(
         self,
         name: str,
@@ -184,6 +230,7 @@ class ProviderRegistry:
         limit = _check_timeout(timeout, _op)
         return _create_with_timeout(entry, opts, limit, _op)
 
+    @_observed("create")
     async def acreate(
         self,
         name: str,

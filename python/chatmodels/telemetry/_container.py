@@ -58,23 +58,42 @@ def _version() -> str:
 
 
 class Runtime:
-    """What the hot path needs, resolved once per container: settings, tracer, metrics, logger."""
+    """What the hot path needs, resolved once per container: settings, tracer, metrics, logger.
 
-    __slots__ = ("logger", "metrics", "settings", "tracer")
+    The flags (`off`, `tracing`, `debug`, `capture_content`) are the settings' answers, kept
+    as plain attributes; `statics` caches what calls with the same provider and model share.
+    """
+
+    __slots__ = (
+        "capture_content",
+        "debug",
+        "logger",
+        "metrics",
+        "off",
+        "settings",
+        "statics",
+        "tracer",
+        "tracing",
+    )
 
     def __init__(self, container: Container) -> None:
         from ._metrics import Metrics, NoOpMetrics, OTelMetrics
 
-        self.settings: Settings = container.resolve(Settings)
+        settings = self.settings = container.resolve(Settings)
         self.logger: logging.Logger = container.resolve(logging.Logger)
+        self.off = settings.level is Level.OFF
+        self.tracing = settings.tracing
+        self.debug = settings.debug
+        self.capture_content = settings.capture_content and self.tracing
+        self.statics: dict[tuple[Any, ...], Any] = {}
         self.tracer: Any = None
         self.metrics: Metrics = NoOpMetrics()
-        if self.settings.level is Level.OFF:
+        if self.off:
             return
         meter_provider: Any = container.resolve(MeterProviderKey)
         meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
         self.metrics = OTelMetrics(meter, on_drop=self._log_drop)
-        if self.settings.tracing:
+        if self.tracing:
             tracer_provider: Any = container.resolve(TracerProviderKey)
             self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
 

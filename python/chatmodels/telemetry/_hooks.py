@@ -1,73 +1,110 @@
 """Hooks for the registry: an INTERNAL span per registry operation, and the registry metrics.
 
-with registry_operation("create", provider="openai") as op:
-    model = ...            # a ChatModelError raised here gets error.type and correlation_id
-# creation metrics: record_creation(provider, outcome, seconds) / record_resolution(...)
+`_registry` and `_health` call these only once OpenTelemetry is loaded (before that nothing
+could record them), so registry operations before any telemetry setup stay cheap:
+
+    with registry_operation("create", "openai", registry=registry, api="new_registry_provider"):
+        model = ...   # a ChatModelError raised here gets error.type and its correlation_id
+
+Resolutions are never hooked: the registry table counts them itself (its ``resolutions``
+property, when the table has one) and the metric reads that count at collection time.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._container import get_container
-from ._correlation import current_correlation_id, new_correlation_id
-from ._observer import error_type
+from ._correlation import (
+    current_correlation_id,
+    new_correlation_id,
+    own_correlation_id,
+    reset_correlation_id,
+    set_correlation_id,
+)
+from ._observer import _otel, error_type
 
-__all__ = ["record_creation", "record_resolution", "registry_operation", "watch_registry"]
+__all__ = [
+    "record_creation",
+    "record_health",
+    "record_resolution",
+    "registry_operation",
+    "watch_registry",
+]
+
+
+def _attributes(
+    op: str, provider: object, registry: Any, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"chatmodels.operation": op}
+    if isinstance(provider, str):
+        attrs["chatmodels.provider"] = provider
+    backend = getattr(registry, "backend", None)
+    if backend is not None:
+        attrs["chatmodels.backend"] = backend
+    for name, value in extra.items():
+        if value is not None:
+            attrs[f"chatmodels.{name}"] = value
+    return attrs
 
 
 @contextlib.contextmanager
-def registry_operation(op: str, provider: str | None = None, **attributes: Any) -> Iterator[None]:
+def registry_operation(
+    op: str, provider: object = None, *, registry: Any = None, **attributes: Any
+) -> Iterator[None]:
     """Run a registry operation under an INTERNAL span ``chatmodels.registry.{op}``.
 
-    Extra keyword attributes become ``chatmodels.{name}`` span attributes. A failure inside
-    marks the span ERROR with error.type, and a ChatModelError gets its correlation_id.
+    Attributes: chatmodels.operation, chatmodels.provider, chatmodels.backend (from
+    `registry`) and each keyword as ``chatmodels.{name}``. A failure marks the span ERROR with
+    error.type and gives a ChatModelError its correlation_id. A ``create`` also records the
+    creation metrics (outcome ``success`` or the error code, and its duration).
     """
     runtime = get_container().runtime()
-    tracer = runtime.tracer
-    if tracer is None:
-        try:
-            yield
-        except BaseException as exc:
-            if getattr(exc, "correlation_id", "") is None:
-                exc.correlation_id = current_correlation_id() or new_correlation_id()  # type: ignore[attr-defined]
-            raise
+    if runtime.off:
+        yield
         return
-    from opentelemetry import trace
-    from opentelemetry.trace import Status, StatusCode
-
-    attrs: dict[str, Any] = {"chatmodels.operation": op}
-    if provider is not None:
-        attrs["chatmodels.provider"] = provider
-    for name, value in attributes.items():
-        if value is not None:
-            attrs[f"chatmodels.{name}"] = value
-    with tracer.start_as_current_span(
-        f"chatmodels.registry.{op}",
-        kind=trace.SpanKind.INTERNAL,
-        attributes=attrs,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield
-        except BaseException as exc:
-            if span.is_recording():
-                span.set_attribute("error.type", error_type(exc))
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-            if getattr(exc, "correlation_id", "") is None:
-                ctx = span.get_span_context()
-                exc.correlation_id = (  # type: ignore[attr-defined]
-                    format(ctx.trace_id, "032x") if ctx.is_valid else new_correlation_id()
-                )
-            raise
+    start = time.perf_counter()
+    outcome = "success"
+    token = None
+    span: Any = None
+    attached: Any = None
+    if runtime.tracer is not None:
+        otel = _otel()
+        span = runtime.tracer.start_span(
+            f"chatmodels.registry.{op}",
+            kind=otel.INTERNAL,
+            attributes=_attributes(op, provider, registry, attributes),
+        )
+        attached = otel.attach(otel.set_span_in_context(span))
+        if not span.is_recording() and own_correlation_id() is None:
+            token = set_correlation_id(new_correlation_id())
+    try:
+        yield
+    except BaseException as exc:
+        outcome = error_type(exc)
+        if getattr(exc, "correlation_id", "") is None:
+            exc.correlation_id = current_correlation_id() or new_correlation_id()  # type: ignore[attr-defined]
+        if span is not None and span.is_recording():
+            span.set_attribute("error.type", outcome)
+            span.record_exception(exc)
+            span.set_status(_otel().Status(_otel().ERROR, str(exc)))
+        raise
+    finally:
+        if op == "create" and isinstance(provider, str):
+            runtime.metrics.creation(provider, outcome, time.perf_counter() - start)
+        if token is not None:
+            reset_correlation_id(token)
+        if span is not None:
+            with contextlib.suppress(Exception):  # never break the caller over telemetry
+                _otel().detach(attached)
+            span.end()
 
 
 def record_resolution(provider: str, found: bool) -> None:
-    """Count a provider lookup by name."""
+    """Count a provider lookup by name (for lookups a table does not count itself)."""
     get_container().runtime().metrics.resolution(provider, found)
 
 
@@ -76,6 +113,17 @@ def record_creation(provider: str, outcome: str, seconds: float) -> None:
     get_container().runtime().metrics.creation(provider, outcome, seconds)
 
 
+def record_health(statuses: Mapping[str, Any]) -> None:
+    """Report each provider's last health status (a HealthStatus or its status string)."""
+    metrics = get_container().runtime().metrics
+    for provider, status in statuses.items():
+        metrics.provider_health(provider, str(getattr(status, "status", status)))
+
+
 def watch_registry(name: str, registry: Any) -> None:
-    """Report ``len(registry)`` as chatmodels.registry.providers{chatmodels.registry=name}."""
-    get_container().runtime().metrics.watch_registry(name, registry.__len__)
+    """Report this registry's size (chatmodels.registry.providers) and, when its table counts
+    them, its resolutions, with the attribute ``chatmodels.registry=name``.
+
+    The global registry is watched as ``global`` without this call.
+    """
+    get_container().runtime().metrics.watch_registry(name, registry)

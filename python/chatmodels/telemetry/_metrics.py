@@ -11,7 +11,9 @@ counters, so the SDK's per-record cost is paid off the caller's path.
 
 from __future__ import annotations
 
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -87,8 +89,8 @@ class Metrics:
     def provider_health(self, provider: str, status: str) -> None:
         """The last health status of a provider: healthy, degraded or unhealthy."""
 
-    def watch_registry(self, name: str, size: Callable[[], int]) -> None:
-        """Report `size()` as the registered providers of the registry `name`."""
+    def watch_registry(self, name: str, registry: Any) -> None:
+        """Report the size of `registry` (and its table's resolution count) as `name`."""
 
 
 class NoOpMetrics(Metrics):
@@ -134,7 +136,7 @@ class OTelMetrics(Metrics):
         self._on_drop = on_drop
         self._dropped_seen = 0
         self._health: dict[str, float] = {}
-        self._registries: dict[str, Callable[[], int]] = {}
+        self._registries: dict[str, weakref.ref[Any]] = {}
         self._drain_lock = threading.Lock()
 
         seconds = list(DURATION_BUCKETS)
@@ -189,9 +191,9 @@ class OTelMetrics(Metrics):
 
         meter.create_observable_counter(
             "chatmodels.registry.resolutions",
-            callbacks=[counter_callback(_RESOLUTIONS)],
+            callbacks=[self._observe_resolutions],
             unit="{resolution}",
-            description="Provider lookups by name in the registry.",
+            description="Provider lookups by name, as counted by the registry table.",
         )
         meter.create_observable_counter(
             "chatmodels.registry.creations",
@@ -300,8 +302,8 @@ class OTelMetrics(Metrics):
     def provider_health(self, provider: str, status: str) -> None:
         self._health[provider] = HEALTH_VALUES.get(status, 0.0)
 
-    def watch_registry(self, name: str, size: Callable[[], int]) -> None:
-        self._registries[name] = size
+    def watch_registry(self, name: str, registry: Any) -> None:
+        self._registries[name] = weakref.ref(registry)
 
     # -- collection (the exporter's thread) ----------------------------------------------
 
@@ -338,8 +340,35 @@ class OTelMetrics(Metrics):
             for provider, value in list(self._health.items())
         ]
 
+    def _watched(self) -> list[tuple[str, Any]]:
+        found = [(name, ref()) for name, ref in list(self._registries.items())]
+        module = sys.modules.get("chatmodels._registry")
+        default = getattr(module, "_global", None)
+        if default is not None and "global" not in self._registries:
+            found.append(("global", default))
+        return [(name, registry) for name, registry in found if registry is not None]
+
     def _observe_registries(self, options: Any) -> Iterable[Any]:
         return [
-            self._Observation(size(), {"chatmodels.registry": name})
-            for name, size in list(self._registries.items())
+            self._Observation(len(registry), {"chatmodels.registry": name})
+            for name, registry in self._watched()
         ]
+
+    def _observe_resolutions(self, options: Any) -> Iterable[Any]:
+        out = [
+            self._Observation(total, self._attrs_of(key))
+            for key, total in self._agg.counter_values(_RESOLUTIONS)
+        ]
+        for name, registry in self._watched():
+            table = getattr(registry, "_table", None)
+            total = getattr(table, "resolutions", None)
+            if total is None:
+                continue
+            misses = getattr(table, "resolution_misses", None)
+            if misses is None:
+                out.append(self._Observation(total, {"chatmodels.registry": name}))
+                continue
+            for outcome, value in (("found", total - misses), ("not_found", misses)):
+                attrs = {"chatmodels.registry": name, "chatmodels.outcome": outcome}
+                out.append(self._Observation(value, attrs))
+        return out

@@ -9,7 +9,6 @@ never ends or detaches its parent.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any
@@ -19,11 +18,11 @@ from ._container import Container, Runtime, get_container
 from ._correlation import (
     current_correlation_id,
     new_correlation_id,
+    own_correlation_id,
     reset_correlation_id,
     set_correlation_id,
 )
 from ._logging import log_event
-from ._settings import Level
 
 __all__ = ["NoOpScope", "TelemetryObserver"]
 
@@ -87,18 +86,80 @@ class TelemetryObserver:
             `chatmodels.configure(...)` takes effect at once.
     """
 
+    __slots__ = ("_container",)
+
     def __init__(self, container: Container | None = None) -> None:
         self._container = container
 
     def start(self, info: Any) -> NoOpScope | _Scope:
         """Begin observing a call described by `info` (a CallInfo)."""
         runtime = (self._container or get_container()).runtime()
-        if runtime.settings.level is Level.OFF:
+        if runtime.off:
             return _NOOP
         return _Scope(runtime, info)
 
 
-def _start_attributes(info: Any, model: str | None) -> dict[str, Any]:
+class _Static:
+    """What every call with the same provider, model, server and kind shares, built once."""
+
+    __slots__ = ("attrs", "key", "keys", "name")
+
+    def __init__(self, info: Any) -> None:
+        model = getattr(info, "request_model", None)
+        operation = getattr(info, "operation", None) or "chat"
+        self.name = f"{operation} {model}" if model else operation
+        self.attrs = _start_attributes(info, model, per_call=False)
+        address = getattr(info, "server_address", None)
+        port = getattr(info, "server_port", None)
+        self.key = (operation, _provider_name(info), model, address, port)
+        # Metric keys by (response model, error.type).
+        self.keys: dict[tuple[str | None, str | None], int] = {}
+
+
+_STATIC_LIMIT = 512
+
+
+def _static(runtime: Runtime, info: Any) -> _Static:
+    cache = runtime.statics
+    key = (info.provider, info.gen_ai_provider_name, info.request_model, info.server_address,
+           info.server_port, info.stream, info.output_type, info.operation)  # fmt: skip
+    found = cache.get(key)
+    if found is None:
+        found = _Static(info)
+        if len(cache) < _STATIC_LIMIT:
+            cache[key] = found
+    return found
+
+
+def _call_attributes(info: Any, static: _Static) -> dict[str, Any]:
+    """The start attributes: the shared ones plus this call's parameters, if any."""
+    params = info.params
+    conversation = info.conversation_id
+    if not params and not conversation:
+        return static.attrs
+    attrs = dict(static.attrs)
+    _add_params(attrs, params)
+    if conversation:
+        attrs["gen_ai.conversation.id"] = conversation
+    return attrs
+
+
+def _add_params(attrs: dict[str, Any], params: Any) -> None:
+    if not params:
+        return
+    for field, name in _REQUEST_PARAMS:
+        value = params.get(field)
+        if value is not None:
+            attrs[name] = float(value) if field in _DOUBLES else value
+    stop = params.get("stop")
+    if stop:
+        attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    count = params.get("n")
+    if count is not None and count != 1:
+        attrs["gen_ai.request.choice.count"] = count
+
+
+def _start_attributes(info: Any, model: str | None, *, per_call: bool = True) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": getattr(info, "operation", None) or "chat",
         "gen_ai.provider.name": _provider_name(info),
@@ -111,22 +172,13 @@ def _start_attributes(info: Any, model: str | None) -> dict[str, Any]:
         port = getattr(info, "server_port", None)
         if port is not None:
             attrs["server.port"] = port
-    params = getattr(info, "params", None) or {}
-    for field, name in _REQUEST_PARAMS:
-        value = params.get(field)
-        if value is not None:
-            attrs[name] = float(value) if field in _DOUBLES else value
-    stop = params.get("stop")
-    if stop:
-        attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    count = params.get("n")
-    if count is not None and count != 1:
-        attrs["gen_ai.request.choice.count"] = count
+    if per_call:
+        _add_params(attrs, getattr(info, "params", None))
+        conversation = getattr(info, "conversation_id", None)
+        if conversation:
+            attrs["gen_ai.conversation.id"] = conversation
     if getattr(info, "stream", False):
         attrs["gen_ai.request.stream"] = True
-    conversation = getattr(info, "conversation_id", None)
-    if conversation:
-        attrs["gen_ai.conversation.id"] = conversation
     output_type = getattr(info, "output_type", None)
     if output_type:
         attrs["gen_ai.output.type"] = output_type
@@ -140,6 +192,7 @@ def _provider_name(info: Any) -> str:
 class _Scope:
     __slots__ = (
         "_attached",
+        "_cid",
         "_cid_token",
         "_done",
         "_first",
@@ -150,9 +203,9 @@ class _Scope:
         "_rt",
         "_span",
         "_start",
+        "_static",
         "_stream",
         "chunks",
-        "correlation_id",
     )
 
     def __init__(self, runtime: Runtime, info: Any) -> None:
@@ -161,48 +214,68 @@ class _Scope:
         self._done = False
         self._first: float | None = None
         self._last = 0.0
-        self._gaps: list[float] = []
+        self._gaps: list[float] | None = None
         self._span: Any = None
         self._attached: Any = None
-        self._cid_token: Any = None
-        self._stream = bool(getattr(info, "stream", False))
-        self._model: str | None = getattr(info, "request_model", None)
+        self._stream: bool = info.stream
+        self._model: str | None = info.request_model
+        self._static = static = _static(runtime, info)
         self.chunks = 0
-        self.correlation_id: str | None = current_correlation_id()
+        self._cid_token: Any = None
+        self._cid: str | None = None  # None with a recording span: its trace id, on demand
         tracer = runtime.tracer
-        if tracer is not None:
-            self._open_span(tracer, info)
+        if tracer is None:  # level metrics: no logs, so an id only for an error (in `fail`)
+            self._start = time.perf_counter()
+            return
+        inherited = own_correlation_id()
+        otel = _otel()
+        span = self._span = tracer.start_span(
+            static.name, kind=otel.CLIENT, attributes=_call_attributes(info, static)
+        )
+        if span.is_recording():
+            if inherited is not None:
+                self._cid = inherited
+                span.set_attribute("chatmodels.correlation_id", inherited)
+            if runtime.capture_content:
+                self._capture_input(span, info)
+            if not self._stream:
+                # The span is current for the layers below: log records and
+                # `current_correlation_id()` take the trace id from it.
+                self._attached = otel.attach(otel.set_span_in_context(span))
+                self._start = time.perf_counter()
+                return
+            if inherited is None:
+                self._cid = "%032x" % span.get_span_context().trace_id  # noqa: UP031
+        elif inherited is None:
+            self._cid = new_correlation_id()
+        else:
+            self._cid = inherited
+        if self._cid is not inherited:
+            self._cid_token = set_correlation_id(self._cid)
         self._start = time.perf_counter()
 
-    def _open_span(self, tracer: Any, info: Any) -> None:
-        from opentelemetry import context, trace
-
-        operation = getattr(info, "operation", None) or "chat"
-        name = f"{operation} {self._model}" if self._model else operation
-        span = tracer.start_span(
-            name, kind=trace.SpanKind.CLIENT, attributes=_start_attributes(info, self._model)
-        )
-        self._span = span
-        if span.is_recording():
-            self.correlation_id = format(span.get_span_context().trace_id, "032x")
-            if self._rt.settings.capture_content:
-                self._capture_input(span, info)
-        if self.correlation_id is not None:
-            self._cid_token = set_correlation_id(self.correlation_id)
-        if not self._stream:
-            # A whole call runs in one context: make the span current for the layers below.
-            self._attached = context.attach(trace.set_span_in_context(span))
+    @property
+    def correlation_id(self) -> str | None:
+        """This call's correlation id: the trace id of its span when it records, else the id
+        of the enclosing operation or a generated one (None at level metrics until a failure).
+        """
+        cid = self._cid
+        if cid is None and self._span is not None:
+            cid = self._cid = "%032x" % self._span.get_span_context().trace_id  # noqa: UP031
+        return cid
 
     def _capture_input(self, span: Any, info: Any) -> None:
+        attrs: dict[str, Any] = {}
         messages = getattr(info, "messages", None)
         if messages is not None:
-            span.set_attribute("gen_ai.input.messages", _content.input_messages(messages))
+            attrs["gen_ai.input.messages"] = _content.input_messages(messages)
         system = getattr(info, "system_instructions", None)
         if system:
-            span.set_attribute("gen_ai.system_instructions", _content.system_instructions(system))
+            attrs["gen_ai.system_instructions"] = _content.system_instructions(system)
         tools = getattr(info, "tools", None)
         if tools:
-            span.set_attribute("gen_ai.tool.definitions", _content.tool_definitions(tools))
+            attrs["gen_ai.tool.definitions"] = _content.tool_definitions(tools)
+        span.set_attributes(attrs)
 
     # -- during the call -----------------------------------------------------------------
 
@@ -220,11 +293,11 @@ class _Scope:
         span = self._span
         if span is not None and span.is_recording():
             span.add_event("chatmodels.attempt", attrs)
-        if error is not None and self._rt.settings.tracing:
+        if error is not None and self._rt.tracing:
             log_event(
                 self._rt.logger,
                 logging.INFO,
-                f"attempt {number} failed, retrying: {error}",
+                f"attempt {number} failed: {error}",
                 op="chat",
                 provider=getattr(self._info, "provider", None),
                 model=self._model,
@@ -239,13 +312,16 @@ class _Scope:
         if self._first is None:
             self._first = now - self._start
             span = self._span
-            if span is not None:
+            if span is not None and span.is_recording():
                 span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
         else:
-            self._gaps.append(now - self._last)
+            gaps = self._gaps
+            if gaps is None:
+                gaps = self._gaps = []
+            gaps.append(now - self._last)
         self._last = now
         self.chunks += 1
-        if self._rt.settings.debug and self._span is not None:
+        if self._rt.debug and self._span is not None:
             text = getattr(chunk, "text", None)
             self._span.add_event(
                 "chatmodels.chunk",
@@ -262,14 +338,14 @@ class _Scope:
         self._done = True
         duration = time.perf_counter() - self._start
         usage = getattr(response, "usage", None)
-        response_model = getattr(response, "model", None)
-        self._record(duration, response_model, None, usage)
+        self._record(duration, getattr(response, "model", None), None, usage)
         span = self._span
         if span is not None:
             if span.is_recording():
-                self._response_attributes(span, response, usage)
-                if self._rt.settings.capture_content:
-                    span.set_attribute("gen_ai.output.messages", _content.output_messages(response))
+                attrs = _response_attributes(response, usage)
+                if self._rt.capture_content:
+                    attrs["gen_ai.output.messages"] = _content.output_messages(response)
+                span.set_attributes(attrs)
             self._finish_span(span)
         self._release()
 
@@ -280,26 +356,26 @@ class _Scope:
         self._done = True
         duration = time.perf_counter() - self._start
         code = error_type(error)
-        if self.correlation_id is None:
-            self.correlation_id = new_correlation_id()
+        cid = self.correlation_id
+        if cid is None:
+            cid = self._cid = current_correlation_id() or new_correlation_id()
         if hasattr(error, "correlation_id"):
-            error.correlation_id = self.correlation_id
+            error.correlation_id = cid
         self._record(duration, None, code, None)
         span = self._span
         if span is not None:
-            from opentelemetry.trace import Status, StatusCode
-
             if span.is_recording():
+                otel = _otel()
                 span.set_attribute("error.type", code)
                 span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, str(error)))
+                span.set_status(otel.Status(otel.ERROR, str(error)))
             self._finish_span(span)
-        if self._rt.settings.tracing:
+        if self._rt.tracing:
             log_event(
                 self._rt.logger,
                 logging.WARNING,
                 f"chat call failed: {error}",
-                op=str(getattr(error, "op", "chat")),
+                op=str(getattr(error, "op", None) or "chat"),
                 provider=getattr(self._info, "provider", None),
                 model=self._model,
                 code=code,
@@ -333,46 +409,26 @@ class _Scope:
         metrics = self._rt.metrics
         if not metrics.enabled:
             return
-        info = self._info
-        key = metrics.call_key(
-            _provider_name(info),
-            self._model,
-            getattr(info, "server_address", None),
-            getattr(info, "server_port", None),
-            response_model,
-            code,
-            getattr(info, "operation", None) or "chat",
-        )
+        static = self._static
+        key = static.keys.get((response_model, code))
+        if key is None:
+            key = metrics.call_key(*static.key[1:], response_model, code, static.key[0])
+            if len(static.keys) < _STATIC_LIMIT:
+                static.keys[(response_model, code)] = key
         inp = getattr(usage, "input_tokens", None) if usage is not None else None
         out = getattr(usage, "output_tokens", None) if usage is not None else None
         metrics.record_call(key, duration, -1 if inp is None else inp, -1 if out is None else out)
         if self._stream:
-            metrics.record_stream(key, self._first, self._gaps)
-
-    def _response_attributes(self, span: Any, response: Any, usage: Any) -> None:
-        rid = getattr(response, "id", None)
-        if rid:
-            span.set_attribute("gen_ai.response.id", rid)
-        model = getattr(response, "model", None)
-        if model:
-            span.set_attribute("gen_ai.response.model", model)
-        reason = getattr(response, "finish_reason", None)
-        if reason is not None:
-            span.set_attribute("gen_ai.response.finish_reasons", [str(reason)])
-        if usage is not None:
-            for field, name in _USAGE:
-                value = getattr(usage, field, None)
-                if value is not None:
-                    span.set_attribute(name, value)
+            metrics.record_stream(key, self._first, self._gaps or [])
 
     def _finish_span(self, span: Any) -> None:
         attached = self._attached
         if attached is not None:
             self._attached = None
-            from opentelemetry import context
-
-            with contextlib.suppress(Exception):  # never break the caller over telemetry
-                context.detach(attached)
+            try:  # noqa: SIM105 - contextlib.suppress costs more on the per-call path
+                _otel().detach(attached)
+            except Exception:  # never break the caller over telemetry
+                pass
         span.end()
 
     def _release(self) -> None:
@@ -380,3 +436,55 @@ class _Scope:
         if token is not None:
             self._cid_token = None
             reset_correlation_id(token)
+
+
+def _response_attributes(response: Any, usage: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    rid = getattr(response, "id", None)
+    if rid:
+        attrs["gen_ai.response.id"] = rid
+    model = getattr(response, "model", None)
+    if model:
+        attrs["gen_ai.response.model"] = model
+    reason = getattr(response, "finish_reason", None)
+    if reason is not None:
+        attrs["gen_ai.response.finish_reasons"] = (getattr(reason, "value", None) or str(reason),)
+    if usage is not None:
+        attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+        if usage.cache_read_input_tokens is not None:
+            attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation_input_tokens
+        if usage.reasoning_tokens is not None:
+            attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    return attrs
+
+
+class _OTel:
+    """The OpenTelemetry names the hot path uses, imported once (not at package import)."""
+
+    __slots__ = ("CLIENT", "ERROR", "INTERNAL", "Status", "attach", "detach", "set_span_in_context")
+
+    def __init__(self) -> None:
+        from opentelemetry import context, trace
+        from opentelemetry.trace import Status, StatusCode
+
+        self.CLIENT = trace.SpanKind.CLIENT
+        self.INTERNAL = trace.SpanKind.INTERNAL
+        self.ERROR = StatusCode.ERROR
+        self.Status = Status
+        self.attach = context.attach
+        self.detach = context.detach
+        self.set_span_in_context = trace.set_span_in_context
+
+
+_OTEL: _OTel | None = None
+
+
+def _otel() -> _OTel:
+    global _OTEL
+    otel = _OTEL
+    if otel is None:
+        otel = _OTEL = _OTel()
+    return otel
