@@ -18,25 +18,23 @@ Mapping notes:
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body, loads
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
-from .._types import (
-    ChatChunk,
-    ChatResponse,
-    ImagePart,
-    Message,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    normalize_finish_reason,
+from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCall, ToolCallDelta, Usage
+from ._common import (
+    NO_HEADERS,
+    JSONRequests,
+    finish_reason,
+    reply,
+    request_id_in_body,
+    stop_list,
 )
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "create"]
@@ -173,9 +171,7 @@ class AnthropicAdapter:
         self.provider = provider
         self.max_tokens = max_tokens
         auth = {"x-api-key": api_key} if api_key else {}
-        base = {**auth, "anthropic-version": version, "content-type": "application/json"}
-        self._json_headers = {**base, "accept": "application/json"}
-        self._sse_headers = {**base, "accept": "text/event-stream"}
+        self._http = JSONRequests({**auth, "anthropic-version": version})
 
     def build_body(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body of a Messages request."""
@@ -193,7 +189,7 @@ class AnthropicAdapter:
                 body[key] = params[key]
         stop = params.get("stop")
         if stop is not None:
-            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+            body["stop_sequences"] = stop_list(stop)
         if request.stream:
             body["stream"] = True
         if request.tools:
@@ -223,8 +219,7 @@ class AnthropicAdapter:
 
     def build_request(self, request: ChatRequest) -> WireRequest:
         """``POST /v1/messages``."""
-        headers = self._sse_headers if request.stream else self._json_headers
-        return WireRequest("POST", "/v1/messages", headers, json_body(self.build_body(request)))
+        return self._http.post("/v1/messages", self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``message`` object: its text blocks joined, its ``tool_use`` blocks as calls."""
@@ -239,15 +234,14 @@ class AnthropicAdapter:
                 text.append(block["text"])
             elif kind == "tool_use":
                 calls.append(ToolCall.from_wire(block["id"], block["name"], block.get("input")))
-        raw_finish = data.get("stop_reason")
-        return ChatResponse(
-            message=Message("assistant", "".join(text), tuple(calls)),
+        return reply(
+            self.provider,
+            "".join(text),
+            calls,
+            raw_finish=data.get("stop_reason"),
+            usage=_usage(data.get("usage")),
             id=data.get("id"),
             model=data.get("model"),
-            provider=self.provider,
-            finish_reason=normalize_finish_reason(raw_finish),
-            raw_finish_reason=raw_finish,
-            usage=_usage(data.get("usage")),
         )
 
     def new_decoder(self) -> SSEDecoder:
@@ -298,7 +292,7 @@ class AnthropicAdapter:
             return (
                 self._chunk(
                     state,
-                    finish_reason=normalize_finish_reason(raw_finish),
+                    finish_reason=finish_reason(raw_finish),
                     raw_finish_reason=raw_finish,
                     usage=_usage(usage),
                 ),
@@ -320,7 +314,7 @@ class AnthropicAdapter:
         status = _ERROR_STATUS.get(str(err.get("type")), 500)
         error = error_from_response(
             status,
-            _NoHeaders(),
+            NO_HEADERS,
             b"",
             provider=self.provider,
             op=op,
@@ -334,18 +328,12 @@ class AnthropicAdapter:
         """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
         error = error_from_response(status, headers, body, provider=self.provider)
         if error.request_id is None:
-            with contextlib.suppress(ValueError, AttributeError):
-                error.request_id = loads(body).get("request_id")
+            error.request_id = request_id_in_body(body)
         return error
 
     def health_request(self) -> WireRequest:
         """``GET /v1/models``: lists models, spends no tokens."""
-        return WireRequest("GET", "/v1/models", self._json_headers)
-
-
-class _NoHeaders:
-    def get(self, name: str, /) -> str | None:
-        return None
+        return self._http.get("/v1/models")
 
 
 def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:

@@ -34,8 +34,8 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    normalize_finish_reason,
 )
+from ._common import finish_reason, reply, stop_list
 
 __all__ = ["BedrockAdapter", "EventStreamDecoder", "create"]
 
@@ -216,7 +216,7 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
             inference["topP"] = params["top_p"]
         if "stop" in params:
             stop = params["stop"]
-            inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+            inference["stopSequences"] = stop_list(stop)
         body["inferenceConfig"] = inference
     if request.tools:
         body["toolConfig"] = _tool_config(request)
@@ -405,12 +405,11 @@ class BedrockAdapter:
             elif "toolUse" in block:
                 use = block["toolUse"]
                 calls.append(ToolCall.from_wire(use["toolUseId"], use["name"], use.get("input")))
-        raw_finish = data.get("stopReason")
-        return ChatResponse(
-            message=Message("assistant", "".join(texts), tuple(calls)),
-            provider=self.provider,
-            finish_reason=normalize_finish_reason(raw_finish),
-            raw_finish_reason=raw_finish,
+        return reply(
+            self.provider,
+            "".join(texts),
+            calls,
+            raw_finish=data.get("stopReason"),
             usage=_usage(data.get("usage")),
         )
 
@@ -460,7 +459,7 @@ class BedrockAdapter:
 
     def _final(self, raw_finish: str | None, usage: Usage | None) -> ChatChunk:
         return ChatChunk(
-            finish_reason=normalize_finish_reason(raw_finish),
+            finish_reason=finish_reason(raw_finish),
             raw_finish_reason=raw_finish,
             usage=usage,
             provider=self.provider,

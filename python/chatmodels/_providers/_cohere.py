@@ -22,19 +22,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import CapabilityNotSupportedError, ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body, loads
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
-from .._types import (
-    ChatChunk,
-    ChatResponse,
-    ImagePart,
-    Message,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    normalize_finish_reason,
+from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta, Usage
+from ._common import (
+    JSONRequests,
+    bearer,
+    finish_reason,
+    function_tool,
+    image_url,
+    openai_tool_calls,
+    reply,
+    stop_list,
+    tool_calls_of_openai,
 )
 
 __all__ = ["CohereAdapter", "create"]
@@ -51,30 +53,16 @@ def _wire_message(msg: Message) -> dict[str, Any]:
             out["content"] = content
     else:
         out["content"] = [
-            {"type": "image_url", "image_url": _image_url(p)}
+            {"type": "image_url", "image_url": image_url(p)}
             if isinstance(p, ImagePart)
             else {"type": "text", "text": p.text}
             for p in content
         ]
     if msg.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments_json()},
-            }
-            for call in msg.tool_calls
-        ]
+        out["tool_calls"] = openai_tool_calls(msg.tool_calls)
     if msg.tool_call_id is not None:
         out["tool_call_id"] = msg.tool_call_id
     return out
-
-
-def _image_url(part: ImagePart) -> dict[str, Any]:
-    image: dict[str, Any] = {"url": part.as_data_url()}
-    if part.detail:
-        image["detail"] = part.detail
-    return image
 
 
 def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
@@ -106,17 +94,7 @@ class CohereAdapter:
 
     def __init__(self, provider: str, api_key: str | None) -> None:
         self.provider = provider
-        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._json_headers = {
-            **auth,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        self._sse_headers = {
-            **auth,
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-        }
+        self._http = JSONRequests(bearer(api_key))
 
     def build_body(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body of a v2 chat request."""
@@ -126,18 +104,11 @@ class CohereAdapter:
         }
         for key, value in request.params.items():
             if key == "stop":
-                body["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+                body["stop_sequences"] = stop_list(value)
             else:
                 body[_RENAMED.get(key, key)] = value
         if request.tools:
-            tools = []
-            for tool in request.tools:
-                fn: dict[str, Any] = {"name": tool.name}
-                if tool.description:
-                    fn["description"] = tool.description
-                fn["parameters"] = dict(tool.parameters)
-                tools.append({"type": "function", "function": fn})
-            body["tools"] = tools
+            body["tools"] = [function_tool(tool) for tool in request.tools]
             if any(tool.strict for tool in request.tools):
                 body["strict_tools"] = True
             choice = request.tool_choice
@@ -167,8 +138,7 @@ class CohereAdapter:
 
     def build_request(self, request: ChatRequest) -> WireRequest:
         """``POST /v2/chat``."""
-        headers = self._sse_headers if request.stream else self._json_headers
-        return WireRequest("POST", "/v2/chat", headers, json_body(self.build_body(request)))
+        return self._http.post("/v2/chat", self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A v2 chat response: its text content joined, its tool calls."""
@@ -179,23 +149,13 @@ class CohereAdapter:
             for item in msg.get("content") or ()
             if item.get("type") == "text"
         )
-        calls = tuple(
-            ToolCall.from_wire(
-                call.get("id") or "",
-                call["function"]["name"],
-                call["function"].get("arguments"),
-            )
-            for call in msg.get("tool_calls") or ()
-        )
-        raw_finish = data.get("finish_reason")
-        return ChatResponse(
-            message=Message("assistant", text, calls),
-            id=data.get("id"),
-            model=None,
-            provider=self.provider,
-            finish_reason=normalize_finish_reason(raw_finish),
-            raw_finish_reason=raw_finish,
+        return reply(
+            self.provider,
+            text,
+            tool_calls_of_openai(msg.get("tool_calls")),
+            raw_finish=data.get("finish_reason"),
             usage=_usage(data.get("usage")),
+            id=data.get("id"),
         )
 
     def new_decoder(self) -> SSEDecoder:
@@ -238,7 +198,7 @@ class CohereAdapter:
             return (
                 self._chunk(
                     state,
-                    finish_reason=normalize_finish_reason(raw_finish),
+                    finish_reason=finish_reason(raw_finish),
                     raw_finish_reason=raw_finish,
                     usage=_usage(delta.get("usage")),
                 ),
@@ -258,7 +218,7 @@ class CohereAdapter:
 
     def health_request(self) -> WireRequest:
         """``GET /v1/models`` (Cohere lists models under v1 only): spends no tokens."""
-        return WireRequest("GET", "/v1/models", self._json_headers)
+        return self._http.get("/v1/models")
 
 
 def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:

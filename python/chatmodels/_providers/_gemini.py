@@ -26,17 +26,8 @@ from .._http_model import HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest, request_id_of
-from .._types import (
-    ChatChunk,
-    ChatResponse,
-    FinishReason,
-    ImagePart,
-    Message,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    normalize_finish_reason,
-)
+from .._types import ChatChunk, ChatResponse, FinishReason, ImagePart, Message, ToolCall, Usage
+from ._common import NO_HEADERS, finish_reason, merge_specific, stop_list, whole_call_deltas
 
 __all__ = ["GeminiAdapter", "create"]
 
@@ -148,23 +139,6 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
         cache_read_input_tokens=raw.get("cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )
-
-
-def _finish(raw: str | None, has_calls: bool) -> FinishReason | None:
-    # Gemini ends a turn that calls functions with STOP.
-    reason = normalize_finish_reason(raw)
-    if has_calls and reason is FinishReason.STOP:
-        return FinishReason.TOOL_CALLS
-    return reason
-
-
-def _merge(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        current = body.get(key)
-        if isinstance(current, dict) and isinstance(value, Mapping):
-            current.update(value)
-        else:
-            body[key] = value
 
 
 class GeminiAdapter:
@@ -323,7 +297,7 @@ class GeminiAdapter:
         config: dict[str, Any] = {}
         for key, value in request.params.items():
             if key == "stop":
-                config["stopSequences"] = [value] if isinstance(value, str) else list(value)
+                config["stopSequences"] = stop_list(value)
             else:
                 config[_SAMPLING[key]] = value
         fmt = request.response_format
@@ -356,7 +330,7 @@ class GeminiAdapter:
             if choice is not None:
                 body["toolConfig"] = {"functionCallingConfig": self._calling_config(choice)}
         if request.provider_specific:
-            _merge(body, request.provider_specific)
+            merge_specific(body, request.provider_specific)
         return body
 
     def _calling_config(self, choice: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -413,7 +387,7 @@ class GeminiAdapter:
             parts = (candidate.get("content") or {}).get("parts") or ()
             text, calls = self._calls_of(parts, response_id, 0)
             raw_finish = candidate.get("finishReason")
-            finish = _finish(raw_finish, bool(calls))
+            finish = finish_reason(raw_finish, tool_calls=bool(calls))  # Gemini says STOP
         else:  # the prompt itself was blocked
             text, calls = "", []
             raw_finish = (data.get("promptFeedback") or {}).get("blockReason")
@@ -458,14 +432,11 @@ class GeminiAdapter:
             state["calls"] = first + len(calls)
         else:
             raw_finish = (data.get("promptFeedback") or {}).get("blockReason")
-        deltas = tuple(
-            ToolCallDelta(first + i, call.id, call.name, call.arguments_json())
-            for i, call in enumerate(calls)
-        )
+        deltas = whole_call_deltas(calls, first)
         finish = None
         if raw_finish is not None:
             finish = (
-                _finish(raw_finish, state.get("calls", 0) > 0)
+                finish_reason(raw_finish, tool_calls=state.get("calls", 0) > 0)
                 if candidates
                 else FinishReason.CONTENT_FILTER
             )
@@ -491,7 +462,7 @@ class GeminiAdapter:
     def _error_in_body(self, data: Mapping[str, Any], body: bytes) -> ChatModelError:
         err = data.get("error") or {}
         status = err.get("code") if isinstance(err, Mapping) else None
-        return self.parse_error(status if isinstance(status, int) else 500, _NoHeaders(), body)
+        return self.parse_error(status if isinstance(status, int) else 500, NO_HEADERS, body)
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
         """``{"error": {"code", "message", "status", "details"}}`` (Vertex may wrap it in a
@@ -554,11 +525,6 @@ class GeminiAdapter:
                 return None
             return WireRequest("GET", self.model_path(self.default_model), self._headers(False))
         return WireRequest("GET", f"{self._prefix}/models?pageSize=1", self._headers(False))
-
-
-class _NoHeaders:
-    def get(self, name: str, /) -> str | None:
-        return None
 
 
 def _api_key(options: ProviderOptions, provider: str) -> str:

@@ -20,8 +20,9 @@ from .._errors import ChatModelError
 from .._http_model import HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
-from .._transport import Headers, WireRequest
+from .._transport import Headers
 from .._types import ChatChunk, ChatResponse, ToolCallDelta
+from ._common import request_id_in_body
 from ._openai import OpenAIAdapter
 
 __all__ = ["MistralAdapter", "create"]
@@ -76,6 +77,7 @@ class MistralAdapter(OpenAIAdapter):
     """Mistral chat completions: the OpenAI adapter with Mistral's differences."""
 
     path = "/v1/chat/completions"
+    models_path = "/v1/models"  # lists models, spends no tokens
 
     def __init__(self, provider: str, api_key: str | None, *, safe_prompt: bool | None = None):
         super().__init__(provider, api_key)
@@ -129,20 +131,8 @@ class MistralAdapter(OpenAIAdapter):
     def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
         """``{"message", "type", "code"}`` or ``{"detail": ...}``; the request id from
         Mistral's headers (or the body's ``request_id``)."""
-        body_id = None
-        try:
-            data = loads(body)
-            if isinstance(data, dict) and isinstance(data.get("request_id"), str):
-                body_id = data["request_id"]
-        except ValueError:
-            pass
-        return error_from_response(
-            status, _RequestIdHeaders(headers, body_id), body, provider=self.provider
-        )
-
-    def health_request(self) -> WireRequest | None:
-        """``GET /v1/models``: lists models, spends no tokens."""
-        return WireRequest("GET", "/v1/models", self._json_headers)
+        headers = _RequestIdHeaders(headers, request_id_in_body(body))
+        return error_from_response(status, headers, body, provider=self.provider)
 
 
 def _renumber(delta: ToolCallDelta, state: dict[str, Any]) -> ToolCallDelta:

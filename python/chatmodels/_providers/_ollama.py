@@ -13,20 +13,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import ChatModelError, InvalidConfigError
-from .._http_model import HTTPChatModel, error_from_response, json_body, loads
+from .._http_model import HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, NDJSONDecoder, WireRequest
-from .._types import (
-    ChatChunk,
-    ChatResponse,
-    FinishReason,
-    ImagePart,
-    Message,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    normalize_finish_reason,
+from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCall, Usage
+from ._common import (
+    NO_HEADERS,
+    JSONRequests,
+    bearer,
+    finish_reason,
+    function_tool,
+    merge_specific,
+    reply,
+    whole_call_deltas,
 )
 
 __all__ = ["OllamaAdapter", "create"]
@@ -63,14 +63,6 @@ def _calls(raw: Iterable[Mapping[str, Any]] | None, first: int) -> list[ToolCall
     return calls
 
 
-def _finish(raw: str | None, has_calls: bool) -> FinishReason | None:
-    # Ollama ends a turn that calls tools with done_reason "stop".
-    reason = normalize_finish_reason(raw)
-    if has_calls and reason is FinishReason.STOP:
-        return FinishReason.TOOL_CALLS
-    return reason
-
-
 class OllamaAdapter:
     """``POST /api/chat`` (``stream`` always sent: Ollama streams unless told not to)."""
 
@@ -78,17 +70,7 @@ class OllamaAdapter:
 
     def __init__(self, provider: str, api_key: str | None = None) -> None:
         self.provider = provider
-        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._json_headers = {
-            **auth,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        self._stream_headers = {
-            **auth,
-            "Content-Type": "application/json",
-            "Accept": "application/x-ndjson",
-        }
+        self._http = JSONRequests(bearer(api_key), stream_accept="application/x-ndjson")
 
     def _message(self, msg: Message) -> dict[str, Any]:
         out: dict[str, Any] = {"role": msg.role}
@@ -129,13 +111,7 @@ class OllamaAdapter:
             "messages": [self._message(m) for m in request.messages],
         }
         if request.tools:
-            tools = []
-            for tool in request.tools:
-                fn: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
-                if tool.description:
-                    fn["description"] = tool.description
-                tools.append({"type": "function", "function": fn})
-            body["tools"] = tools
+            body["tools"] = [function_tool(tool) for tool in request.tools]
         body["stream"] = request.stream
         fmt = request.response_format
         if fmt is not None and fmt.type != "text":
@@ -145,35 +121,27 @@ class OllamaAdapter:
         if request.params:
             body["options"] = {_OPTIONS[k]: v for k, v in request.params.items()}
         if request.provider_specific:
-            for key, value in request.provider_specific.items():
-                current = body.get(key)
-                if isinstance(current, dict) and isinstance(value, Mapping):
-                    current.update(value)
-                else:
-                    body[key] = value
+            merge_specific(body, request.provider_specific)
         return body
 
     def build_request(self, request: ChatRequest) -> WireRequest:
         """``POST /api/chat``."""
-        headers = self._stream_headers if request.stream else self._json_headers
-        return WireRequest("POST", "/api/chat", headers, json_body(self.build_body(request)))
+        return self._http.post("/api/chat", self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """The single object of a ``"stream": false`` chat."""
         data = loads(body)
         if "error" in data and "message" not in data:
-            raise self.parse_error(500, _NoHeaders(), body)
+            raise self.parse_error(500, NO_HEADERS, body)
         msg = data.get("message") or {}
-        calls = _calls(msg.get("tool_calls"), 0)
-        raw_finish = data.get("done_reason")
-        return ChatResponse(
-            message=Message("assistant", msg.get("content") or "", tuple(calls)),
-            id=None,  # Ollama gives a reply no id
-            model=data.get("model"),
-            provider=self.provider,
-            finish_reason=_finish(raw_finish, bool(calls)),
-            raw_finish_reason=raw_finish,
+        return reply(  # Ollama gives a reply no id
+            self.provider,
+            msg.get("content") or "",
+            _calls(msg.get("tool_calls"), 0),
+            raw_finish=data.get("done_reason"),
             usage=_usage(data),
+            model=data.get("model"),
+            calls_end_with_stop=True,
         )
 
     def new_decoder(self) -> NDJSONDecoder:
@@ -184,7 +152,7 @@ class OllamaAdapter:
         """One streamed object; the one with ``"done": true`` ends the stream."""
         data = loads(event)
         if "error" in data and "message" not in data:
-            raise self.parse_error(500, _NoHeaders(), event)
+            raise self.parse_error(500, NO_HEADERS, event)
         msg = data.get("message") or {}
         first = state.get("calls", 0)
         calls = _calls(msg.get("tool_calls"), first)
@@ -194,11 +162,10 @@ class OllamaAdapter:
         raw_finish = data.get("done_reason") if done else None
         chunk = ChatChunk(
             text=msg.get("content") or "",
-            tool_call_deltas=tuple(
-                ToolCallDelta(first + i, call.id, call.name, call.arguments_json())
-                for i, call in enumerate(calls)
+            tool_call_deltas=whole_call_deltas(calls, first),
+            finish_reason=(
+                finish_reason(raw_finish, tool_calls=state.get("calls", 0) > 0) if done else None
             ),
-            finish_reason=_finish(raw_finish, state.get("calls", 0) > 0) if done else None,
             raw_finish_reason=raw_finish,
             usage=_usage(data) if done else None,
             id=None,
@@ -215,12 +182,7 @@ class OllamaAdapter:
 
     def health_request(self) -> WireRequest | None:
         """``GET /api/tags``: lists the local models."""
-        return WireRequest("GET", "/api/tags", self._json_headers)
-
-
-class _NoHeaders:
-    def get(self, name: str, /) -> str | None:
-        return None
+        return self._http.get("/api/tags")
 
 
 def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:

@@ -14,19 +14,21 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, json_body, loads
+from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
-from .._types import (
-    ChatChunk,
-    ChatResponse,
-    ImagePart,
-    Message,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    normalize_finish_reason,
+from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta, Usage
+from ._common import (
+    NO_HEADERS,
+    JSONRequests,
+    bearer,
+    finish_reason,
+    function_tool,
+    image_url,
+    openai_tool_calls,
+    reply,
+    tool_calls_of_openai,
 )
 
 __all__ = ["AzureOpenAIAdapter", "OpenAIAdapter", "create"]
@@ -46,24 +48,14 @@ def _wire_message(msg: Message) -> dict[str, Any]:
         parts: list[dict[str, Any]] = []
         for part in content:
             if isinstance(part, ImagePart):
-                image: dict[str, Any] = {"url": part.as_data_url()}
-                if part.detail:
-                    image["detail"] = part.detail
-                parts.append({"type": "image_url", "image_url": image})
+                parts.append({"type": "image_url", "image_url": image_url(part)})
             else:
                 parts.append({"type": "text", "text": part.text})
         out["content"] = parts
     if msg.tool_calls:
         if not content:
             del out["content"]  # an assistant turn that only calls tools has no content
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments_json()},
-            }
-            for call in msg.tool_calls
-        ]
+        out["tool_calls"] = openai_tool_calls(msg.tool_calls)
     if msg.tool_call_id is not None:
         out["tool_call_id"] = msg.tool_call_id
     if msg.name is not None and msg.role != "tool":
@@ -106,24 +98,15 @@ class OpenAIAdapter:
         }
     )
     path = "/chat/completions"
+    models_path = "/models"
 
     def __init__(self, provider: str, api_key: str | None, *, probe: bool = True) -> None:
         self.provider = provider
         self.probe = probe
-        auth = self._auth_headers(api_key)
-        self._json_headers = {
-            **auth,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        self._sse_headers = {
-            **auth,
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-        }
+        self._http = JSONRequests(self._auth_headers(api_key))
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return bearer(api_key)
 
     def _path(self, request: ChatRequest) -> str:
         return self.path
@@ -145,15 +128,7 @@ class OpenAIAdapter:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         if request.tools:
-            tools = []
-            for tool in request.tools:
-                fn: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
-                if tool.description:
-                    fn["description"] = tool.description
-                if tool.strict is not None:
-                    fn["strict"] = tool.strict
-                tools.append({"type": "function", "function": fn})
-            body["tools"] = tools
+            body["tools"] = [function_tool(tool, strict=True) for tool in request.tools]
             choice = request.tool_choice
             if isinstance(choice, str) and choice not in ("auto", "none", "required"):
                 choice = {"type": "function", "function": {"name": choice}}
@@ -176,35 +151,23 @@ class OpenAIAdapter:
 
     def build_request(self, request: ChatRequest) -> WireRequest:
         """``POST /chat/completions``."""
-        headers = self._sse_headers if request.stream else self._json_headers
-        return WireRequest(
-            "POST", self._path(request), headers, json_body(self.build_body(request))
-        )
+        return self._http.post(self._path(request), self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``chat.completion`` object (its first choice)."""
         data = loads(body)
         if "error" in data and "choices" not in data:
-            raise self.parse_error(500, _NoHeaders(), body)
+            raise self.parse_error(500, NO_HEADERS, body)
         choice = data["choices"][0]
         msg = choice.get("message") or {}
-        calls = tuple(
-            ToolCall.from_wire(
-                call.get("id") or "",
-                call["function"]["name"],
-                call["function"].get("arguments"),
-            )
-            for call in msg.get("tool_calls") or ()
-        )
-        raw_finish = choice.get("finish_reason")
-        return ChatResponse(
-            message=Message("assistant", msg.get("content") or "", calls),
+        return reply(
+            self.provider,
+            msg.get("content") or "",
+            tool_calls_of_openai(msg.get("tool_calls")),
+            raw_finish=choice.get("finish_reason"),
+            usage=_usage(data.get("usage")),
             id=data.get("id"),
             model=data.get("model"),
-            provider=self.provider,
-            finish_reason=normalize_finish_reason(raw_finish),
-            raw_finish_reason=raw_finish,
-            usage=_usage(data.get("usage")),
         )
 
     def new_decoder(self) -> SSEDecoder:
@@ -220,7 +183,7 @@ class OpenAIAdapter:
             raise StreamEnd
         obj = loads(data)
         if "error" in obj and "choices" not in obj:
-            raise self.parse_error(500, _NoHeaders(), data)
+            raise self.parse_error(500, NO_HEADERS, data)
         usage_raw = obj.get("usage")
         if usage_raw is None:
             extra = obj.get("x_groq")  # Groq reports stream usage here
@@ -255,7 +218,7 @@ class OpenAIAdapter:
             ChatChunk(
                 text=text,
                 tool_call_deltas=deltas,
-                finish_reason=normalize_finish_reason(raw_finish),
+                finish_reason=finish_reason(raw_finish),
                 raw_finish_reason=raw_finish,
                 usage=usage,
                 id=obj.get("id"),
@@ -270,9 +233,7 @@ class OpenAIAdapter:
 
     def health_request(self) -> WireRequest | None:
         """``GET /models``: lists models, spends no tokens."""
-        if not self.probe:
-            return None
-        return WireRequest("GET", "/models", self._json_headers)
+        return self._http.get(self.models_path) if self.probe else None
 
 
 class AzureOpenAIAdapter(OpenAIAdapter):
@@ -298,14 +259,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     def health_request(self) -> WireRequest | None:
         """``GET /openai/models``."""
-        return WireRequest(
-            "GET", f"/openai/models?api-version={self.api_version}", self._json_headers
-        )
-
-
-class _NoHeaders:
-    def get(self, name: str, /) -> str | None:
-        return None
+        return self._http.get(f"/openai/models?api-version={self.api_version}")
 
 
 def create(metadata: ProviderMetadata, options: ProviderOptions) -> HTTPChatModel:

@@ -1,0 +1,188 @@
+"""What several wire formats share: JSON request headers, OpenAI-shaped tool calls and
+function tools, the assistant reply and its finish reason, stop lists, provider_specific
+merging and request ids found in error bodies."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._http_model import json_body, loads
+from .._transport import Headers, WireRequest
+from .._types import (
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    normalize_finish_reason,
+)
+
+__all__ = [
+    "NO_HEADERS",
+    "JSONRequests",
+    "bearer",
+    "finish_reason",
+    "function_tool",
+    "image_url",
+    "merge_specific",
+    "openai_tool_calls",
+    "reply",
+    "request_id_in_body",
+    "stop_list",
+    "tool_calls_of_openai",
+    "whole_call_deltas",
+]
+
+
+class _NoHeaders:
+    def get(self, name: str, /) -> str | None:
+        return None
+
+
+NO_HEADERS: Headers = _NoHeaders()
+"""The headers of an error found in a successful body (or a stream): none."""
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """``Authorization: Bearer <key>``, or nothing without a key."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class JSONRequests:
+    """An adapter's JSON requests: their headers for a plain call and for a stream, each with
+    the `headers` every request carries (auth, API version)."""
+
+    __slots__ = ("plain", "stream")
+
+    def __init__(self, headers: Mapping[str, str], *, stream_accept: str = "text/event-stream"):
+        base = {**headers, "Content-Type": "application/json"}
+        self.plain = {**base, "Accept": "application/json"}
+        self.stream = {**base, "Accept": stream_accept}
+
+    def post(self, path: str, body: Mapping[str, Any], *, stream: bool) -> WireRequest:
+        """``POST path`` with `body` as JSON."""
+        return WireRequest("POST", path, self.stream if stream else self.plain, json_body(body))
+
+    def get(self, path: str) -> WireRequest:
+        """``GET path`` (a health probe)."""
+        return WireRequest("GET", path, self.plain)
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def stop_list(stop: str | Iterable[str]) -> list[str]:
+    """A ``stop`` parameter as the list of sequences most APIs take."""
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def image_url(part: ImagePart) -> dict[str, Any]:
+    """An OpenAI-shaped ``image_url`` object: the URL (or data URL) and the detail."""
+    image: dict[str, Any] = {"url": part.as_data_url()}
+    if part.detail:
+        image["detail"] = part.detail
+    return image
+
+
+def openai_tool_calls(calls: Iterable[ToolCall]) -> list[dict[str, Any]]:
+    """An assistant turn's tool calls as OpenAI-shaped ``tool_calls`` (JSON-string arguments)."""
+    return [
+        {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments_json()},
+        }
+        for call in calls
+    ]
+
+
+def function_tool(tool: Tool, *, strict: bool = False) -> dict[str, Any]:
+    """A tool as ``{"type": "function", "function": {name, description, parameters}}``;
+    ``strict`` sends the tool's strict flag when it is set."""
+    fn: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        fn["description"] = tool.description
+    fn["parameters"] = dict(tool.parameters)
+    if strict and tool.strict is not None:
+        fn["strict"] = tool.strict
+    return {"type": "function", "function": fn}
+
+
+def merge_specific(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge provider_specific entries into `body`, one level deep for objects (so that
+    ``{"options": {...}}`` adds to the options the request set instead of replacing them)."""
+    for key, value in extra.items():
+        current = body.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            current.update(value)
+        else:
+            body[key] = value
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+def finish_reason(raw: str | None, *, tool_calls: bool = False) -> FinishReason | None:
+    """`normalize_finish_reason`; with ``tool_calls`` (the turn called tools, and the API
+    ends such a turn with a plain stop: Ollama, Gemini), a stop is tool_calls."""
+    reason = normalize_finish_reason(raw)
+    if tool_calls and reason is FinishReason.STOP:
+        return FinishReason.TOOL_CALLS
+    return reason
+
+
+def reply(
+    provider: str,
+    text: str,
+    calls: Iterable[ToolCall],
+    *,
+    raw_finish: str | None,
+    usage: Usage | None,
+    id: str | None = None,
+    model: str | None = None,
+    calls_end_with_stop: bool = False,
+) -> ChatResponse:
+    """A whole reply: the assistant message, its finish reason normalised from `raw_finish`
+    (``calls_end_with_stop``: a stop with tool calls is tool_calls, see `finish_reason`)."""
+    calls = tuple(calls)
+    return ChatResponse(
+        message=Message("assistant", text, calls),
+        id=id,
+        model=model,
+        provider=provider,
+        finish_reason=finish_reason(raw_finish, tool_calls=calls_end_with_stop and bool(calls)),
+        raw_finish_reason=raw_finish,
+        usage=usage,
+    )
+
+
+def tool_calls_of_openai(raw: Iterable[Mapping[str, Any]] | None) -> tuple[ToolCall, ...]:
+    """OpenAI-shaped ``tool_calls`` of a reply (arguments as a JSON string) as `ToolCall`s."""
+    return tuple(
+        ToolCall.from_wire(
+            call.get("id") or "", call["function"]["name"], call["function"].get("arguments")
+        )
+        for call in raw or ()
+    )
+
+
+def whole_call_deltas(calls: Iterable[ToolCall], first: int) -> tuple[ToolCallDelta, ...]:
+    """Tool calls a stream sends whole, as one delta each, numbered from `first`."""
+    return tuple(
+        ToolCallDelta(first + i, call.id, call.name, call.arguments_json())
+        for i, call in enumerate(calls)
+    )
+
+
+def request_id_in_body(body: bytes) -> str | None:
+    """The ``request_id`` string of a JSON error body, if it has one."""
+    with contextlib.suppress(ValueError):
+        data = loads(body)
+        if isinstance(data, dict) and isinstance(data.get("request_id"), str):
+            return str(data["request_id"])
+    return None
