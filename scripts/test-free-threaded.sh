@@ -10,7 +10,7 @@ rm -rf dist-ft
 .venv/bin/maturin build --release -q -o dist-ft -i "$python"
 "$python" -m venv --clear .venv-ft
 .venv-ft/bin/python -m pip install -q --upgrade pip
-.venv-ft/bin/python -m pip install -q --only-binary=:all: --group test-core dist-ft/chatmodels-*.whl
+.venv-ft/bin/python -m pip install -q --only-binary=:all: --group test-free-threaded dist-ft/chatmodels-*.whl
 .venv-ft/bin/python -m pytest \
     tests/free_threaded tests/test_registry.py tests/test_global_registry.py \
     tests/test_bad_input.py tests/test_parity_stateful.py tests/test_thread_stress.py

@@ -15,6 +15,9 @@ def test_importing_everything_keeps_the_gil_disabled() -> None:
         import importlib, pkgutil, sys
         import chatmodels, chatmodels._core
         assert not sys._is_gil_enabled(), "import chatmodels enabled the GIL"
+        # What the async transport and the telemetry load on first use.
+        import aiohttp, opentelemetry.sdk.metrics, opentelemetry.sdk.trace
+        assert not sys._is_gil_enabled(), "a dependency enabled the GIL"
         package = importlib.import_module("chatmodels")
         for info in pkgutil.walk_packages(package.__path__, "chatmodels."):
             if info.name.endswith("__main__"):
