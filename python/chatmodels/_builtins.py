@@ -20,20 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["BUILTINS", "register_builtins"]
 
 C = Capability
-_OPENAI_CAPS = frozenset(
-    {
-        C.CHAT,
-        C.STREAMING,
-        C.TOOL_CALLING,
-        C.STRUCTURED_OUTPUT,
-        C.JSON_MODE,
-        C.VISION,
-        C.REASONING,
-        C.SYSTEM_PROMPT,
-    }
-)
-_OPENAI_MODULE = "._providers._openai"
-_GEMINI_CAPS = frozenset(
+# Every chat capability (all but audio input and embeddings); entries say what they lack.
+_CHAT_CAPS = frozenset(
     {
         C.CHAT,
         C.STREAMING,
@@ -47,7 +35,7 @@ _GEMINI_CAPS = frozenset(
 )
 
 
-def _compat(
+def _openai_family(
     name: str,
     description: str,
     *,
@@ -55,12 +43,14 @@ def _compat(
     base_url: str | None,
     env: str | None,
     model: str | None,
-    capabilities: frozenset[Capability],
+    capabilities: frozenset[Capability] = _CHAT_CAPS,
     required: tuple[str, ...] = ("api_key",),
     optional: tuple[str, ...] = (),
     health: bool = True,
 ) -> tuple[str, ProviderMetadata]:
-    return _OPENAI_MODULE, ProviderMetadata(
+    """An entry served by the OpenAI Chat Completions adapter (``health`` False: its API has
+    no models list to probe)."""
+    return "._providers._openai", ProviderMetadata(
         name=name,
         description=description,
         capabilities=capabilities,
@@ -75,144 +65,125 @@ def _compat(
     )
 
 
-BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
-    _compat(
+_OPENAI_FAMILY = (
+    _openai_family(
         "openai",
         "OpenAI Chat Completions",
         gen_ai="openai",
         base_url="https://api.openai.com/v1",
         env="OPENAI_API_KEY",
         model="gpt-4o-mini",
-        capabilities=_OPENAI_CAPS,
     ),
-    _compat(
+    _openai_family(
         "azure_openai",
         "Azure OpenAI: deployments, api-version, the api-key header",
         gen_ai="azure.ai.openai",
         base_url=None,
         env="AZURE_OPENAI_API_KEY",
         model=None,
-        capabilities=_OPENAI_CAPS,
         required=("api_key", "base_url", "model"),
         optional=("api_version",),
     ),
-    _compat(
+    _openai_family(
         "groq",
         "Groq (OpenAI-compatible)",
         gen_ai="groq",
         base_url="https://api.groq.com/openai/v1",
         env="GROQ_API_KEY",
         model="llama-3.3-70b-versatile",
-        capabilities=_OPENAI_CAPS,
     ),
-    _compat(
+    _openai_family(
         "deepseek",
         "DeepSeek (OpenAI-compatible)",
         gen_ai="deepseek",
         base_url="https://api.deepseek.com/v1",
         env="DEEPSEEK_API_KEY",
         model="deepseek-chat",
-        capabilities=frozenset(
-            {C.CHAT, C.STREAMING, C.TOOL_CALLING, C.JSON_MODE, C.REASONING, C.SYSTEM_PROMPT}
-        ),
+        capabilities=_CHAT_CAPS - {C.STRUCTURED_OUTPUT, C.VISION},
     ),
-    _compat(
+    _openai_family(
         "xai",
         "xAI Grok (OpenAI-compatible)",
         gen_ai="x_ai",
         base_url="https://api.x.ai/v1",
         env="XAI_API_KEY",
         model="grok-3-mini",
-        capabilities=_OPENAI_CAPS,
     ),
-    _compat(
+    _openai_family(
         "together",
         "Together AI (OpenAI-compatible)",
         gen_ai="together",
         base_url="https://api.together.xyz/v1",
         env="TOGETHER_API_KEY",
         model="meta-llama/Llama-3.3-70B-Instruct-Turbo",
-        capabilities=_OPENAI_CAPS,
     ),
-    _compat(
+    _openai_family(
         "fireworks",
         "Fireworks AI (OpenAI-compatible)",
         gen_ai="fireworks",
         base_url="https://api.fireworks.ai/inference/v1",
         env="FIREWORKS_API_KEY",
         model="accounts/fireworks/models/llama-v3p1-8b-instruct",
-        capabilities=_OPENAI_CAPS,
     ),
-    _compat(
+    _openai_family(
         "openrouter",
         "OpenRouter (OpenAI-compatible)",
         gen_ai="openrouter",
         base_url="https://openrouter.ai/api/v1",
         env="OPENROUTER_API_KEY",
         model="openai/gpt-4o-mini",
-        capabilities=_OPENAI_CAPS,
     ),
-    _compat(
+    _openai_family(
         "perplexity",
         "Perplexity Sonar (OpenAI-compatible; no tool calling)",
         gen_ai="perplexity",
         base_url="https://api.perplexity.ai",
         env="PERPLEXITY_API_KEY",
         model="sonar",
-        capabilities=frozenset(
-            {C.CHAT, C.STREAMING, C.STRUCTURED_OUTPUT, C.REASONING, C.SYSTEM_PROMPT}
-        ),
+        capabilities=_CHAT_CAPS - {C.TOOL_CALLING, C.JSON_MODE, C.VISION},
         health=False,
     ),
-    _compat(
+    _openai_family(
         "vllm",
         "A vLLM server (OpenAI-compatible)",
         gen_ai="vllm",
         base_url="http://localhost:8000/v1",
         env="VLLM_API_KEY",
         model=None,
-        capabilities=_OPENAI_CAPS - {C.REASONING},
+        capabilities=_CHAT_CAPS - {C.REASONING},
         required=(),
     ),
-    _compat(
+    _openai_family(
         "lmstudio",
         "An LM Studio server (OpenAI-compatible)",
         gen_ai="lmstudio",
         base_url="http://localhost:1234/v1",
         env=None,
         model=None,
-        capabilities=frozenset(
-            {C.CHAT, C.STREAMING, C.TOOL_CALLING, C.STRUCTURED_OUTPUT, C.VISION, C.SYSTEM_PROMPT}
-        ),
+        capabilities=_CHAT_CAPS - {C.JSON_MODE, C.REASONING},
         required=(),
     ),
-    _compat(
+    _openai_family(
         "openai_compatible",
         "Any OpenAI-compatible server; requires base_url",
         gen_ai="openai_compatible",
         base_url=None,
         env=None,
         model=None,
-        capabilities=_OPENAI_CAPS - {C.REASONING},
+        capabilities=_CHAT_CAPS - {C.REASONING},
         required=("base_url",),
     ),
+)
+
+BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
+    *_OPENAI_FAMILY,
     (
         "._providers._fake",
         ProviderMetadata(
             name="fake",
             description="A deterministic in-process model: scripted replies, tool calls, "
             "errors, latency",
-            capabilities=frozenset(
-                {
-                    C.CHAT,
-                    C.STREAMING,
-                    C.TOOL_CALLING,
-                    C.STRUCTURED_OUTPUT,
-                    C.JSON_MODE,
-                    C.VISION,
-                    C.SYSTEM_PROMPT,
-                }
-            ),
+            capabilities=_CHAT_CAPS - {C.REASONING},
             gen_ai_provider_name="fake",
             default_model="fake-1",
             optional_options=("responses", "latency", "health"),
@@ -224,17 +195,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ProviderMetadata(
             name="anthropic",
             description="Anthropic Messages API",
-            capabilities=frozenset(
-                {
-                    C.CHAT,
-                    C.STREAMING,
-                    C.TOOL_CALLING,
-                    C.STRUCTURED_OUTPUT,
-                    C.VISION,
-                    C.REASONING,
-                    C.SYSTEM_PROMPT,
-                }
-            ),
+            capabilities=_CHAT_CAPS - {C.JSON_MODE},
             gen_ai_provider_name="anthropic",
             default_model="claude-sonnet-4-5",
             required_options=("api_key",),
@@ -249,18 +210,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ProviderMetadata(
             name="cohere",
             description="Cohere v2 Chat API",
-            capabilities=frozenset(
-                {
-                    C.CHAT,
-                    C.STREAMING,
-                    C.TOOL_CALLING,
-                    C.STRUCTURED_OUTPUT,
-                    C.JSON_MODE,
-                    C.VISION,
-                    C.REASONING,
-                    C.SYSTEM_PROMPT,
-                }
-            ),
+            capabilities=_CHAT_CAPS,
             gen_ai_provider_name="cohere",
             default_model="command-a-03-2025",
             required_options=("api_key",),
@@ -275,16 +225,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
             name="bedrock",
             description="AWS Bedrock Runtime Converse and ConverseStream (SigV4 via botocore, "
             "or a Bedrock API key); needs chatmodels[bedrock]",
-            capabilities=frozenset(
-                {
-                    C.CHAT,
-                    C.STREAMING,
-                    C.TOOL_CALLING,
-                    C.STRUCTURED_OUTPUT,
-                    C.VISION,
-                    C.SYSTEM_PROMPT,
-                }
-            ),
+            capabilities=_CHAT_CAPS - {C.JSON_MODE, C.REASONING},
             gen_ai_provider_name="aws.bedrock",
             default_model="amazon.nova-lite-v1:0",
             optional_options=("region", "aws_profile"),
@@ -298,18 +239,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ProviderMetadata(
             name="mistral",
             description="Mistral AI chat completions",
-            capabilities=frozenset(
-                {
-                    C.CHAT,
-                    C.STREAMING,
-                    C.TOOL_CALLING,
-                    C.STRUCTURED_OUTPUT,
-                    C.JSON_MODE,
-                    C.VISION,
-                    C.REASONING,
-                    C.SYSTEM_PROMPT,
-                }
-            ),
+            capabilities=_CHAT_CAPS,
             gen_ai_provider_name="mistral_ai",
             default_model="mistral-small-latest",
             required_options=("api_key",),
@@ -324,7 +254,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ProviderMetadata(
             name="gemini",
             description="Google Gemini API (generateContent; API key; GOOGLE_API_KEY also read)",
-            capabilities=_GEMINI_CAPS,
+            capabilities=_CHAT_CAPS,
             gen_ai_provider_name="gcp.gemini",
             default_model="gemini-2.5-flash",
             optional_options=("api_version",),
@@ -339,7 +269,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
             name="vertex_ai",
             description="Gemini on Google Cloud Vertex AI (generateContent; project, location, "
             "an access token or Application Default Credentials)",
-            capabilities=_GEMINI_CAPS,
+            capabilities=_CHAT_CAPS,
             gen_ai_provider_name="gcp.vertex_ai",
             default_model="gemini-2.5-flash",
             optional_options=("project", "location", "api_version"),
@@ -351,18 +281,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ProviderMetadata(
             name="ollama",
             description="Ollama native chat API (/api/chat, NDJSON streaming)",
-            capabilities=frozenset(
-                {
-                    C.CHAT,
-                    C.STREAMING,
-                    C.TOOL_CALLING,
-                    C.STRUCTURED_OUTPUT,
-                    C.JSON_MODE,
-                    C.VISION,
-                    C.REASONING,
-                    C.SYSTEM_PROMPT,
-                }
-            ),
+            capabilities=_CHAT_CAPS,
             gen_ai_provider_name="ollama",
             default_model=None,
             supports_health_check=True,
