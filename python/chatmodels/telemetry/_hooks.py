@@ -79,7 +79,11 @@ def registry_operation(
             attributes=_attributes(op, provider, registry, attributes),
         )
         attached = otel.attach(otel.set_span_in_context(span))
-        if not span.is_recording() and own_correlation_id() is None:
+        inherited = own_correlation_id()
+        if span.is_recording():
+            if inherited is not None:
+                span.set_attribute("chatmodels.correlation_id", inherited)
+        elif inherited is None:
             token = set_correlation_id(new_correlation_id())
     try:
         yield
