@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod immortal;
 mod metrics;
 mod registry;
 pub mod table;
@@ -18,6 +19,13 @@ fn _panic_for_tests(op: &Bound<'_, PyAny>) -> PyResult<()> {
     errors::guarded(op, || panic!("deliberate panic for a test"))
 }
 
+/// Mark process-lifetime objects immortal on free-threaded CPython, so that threads sharing
+/// them do not contend on their reference counts (see `immortal.rs`). Returns whether it did.
+#[pyfunction]
+fn _make_immortal(obj: &Bound<'_, PyAny>) -> bool {
+    immortal::make_immortal(obj)
+}
+
 /// The Rust core of chatmodels: the provider registry table and the metric aggregator.
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -25,5 +33,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::MetricAggregator>()?;
     // An attribute, not an export: it stays out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.setattr("_make_immortal", wrap_pyfunction!(_make_immortal, m)?)?;
     Ok(())
 }

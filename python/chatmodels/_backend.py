@@ -30,6 +30,24 @@ def _rust_table() -> type[_pytable.RegistryTable] | None:
 _RUST = _rust_table()
 
 
+def share_forever(*objects: object) -> None:
+    """Make process-lifetime objects that every thread uses immortal on free-threaded
+    CPython, so that resolution scales with threads instead of contending on their
+    reference counts (see rust/immortal.rs). A no-op with the GIL or without the extension.
+    """
+    if _RUST is None:
+        return
+    from ._core import _make_immortal
+
+    for obj in objects:
+        _make_immortal(obj)
+
+
+if _RUST is not None:
+    # The table's hot methods: every resolution takes a reference to their descriptors.
+    share_forever(_RUST.__dict__["contains"], _RUST.__dict__["get"])
+
+
 def _choose() -> BackendName:
     wanted = os.environ.get("CHATMODELS_BACKEND", "").strip().lower() or "rust"
     if wanted not in ("rust", "python"):

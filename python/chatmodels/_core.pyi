@@ -69,5 +69,9 @@ class MetricAggregator:
     def pending(self) -> int: ...
     def dropped(self) -> int: ...
 
+def _make_immortal(obj: object) -> bool:
+    """Mark a process-lifetime object immortal on free-threaded CPython (no-op, False, with
+    the GIL), so threads sharing it do not contend on its reference count."""
+
 def _panic_for_tests(op: str) -> None:
     """Panic in Rust on purpose; raises `InternalError` for `op` (tests only)."""

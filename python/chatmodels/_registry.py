@@ -90,7 +90,8 @@ def _observed(op: str) -> Callable[[_F], _F]:
         @functools.wraps(method)
         def run(self: ProviderRegistry, name: str, *args: Any, **kwargs: Any) -> Any:
             hooks = _telemetry()
-            if hooks is None:
+            if hooks is None or (self is _loading and "_op" not in kwargs):
+                # (the built-ins registering themselves on first use: not the app's operations)
                 return method(self, name, *args, **kwargs)
             with hooks.registry_operation(op, name, registry=self, api=kwargs.get("_op", op)):
                 return method(self, name, *args, **kwargs)
@@ -516,6 +517,7 @@ def _create_global() -> ProviderRegistry:
             _populate(registry)
         finally:
             _loading = None
+        _backend.share_forever(registry._table)
         _global_table = registry._table
         _global = registry
         return registry
@@ -535,6 +537,8 @@ def _swap_global_registry(registry: ProviderRegistry | None) -> ProviderRegistry
     with _global_lock:
         previous = _global
         _global = registry
+        if registry is not None:
+            _backend.share_forever(registry._table)
         _global_table = registry._table if registry is not None else None
         return previous
 
@@ -611,3 +615,7 @@ def unregister_provider(name: str) -> None:
 def get_providers_by_capability(capability: Capability | str) -> list[str]:
     """The sorted names of the global providers that declare `capability`."""
     return get_global_registry().by_capability(capability, _op="get_providers_by_capability")
+
+
+# Every thread that resolves calls these: see `_backend.share_forever`.
+_backend.share_forever(is_provider_registered, get_provider_metadata)

@@ -33,3 +33,22 @@ def test_importing_everything_keeps_the_gil_disabled() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok", "rust"]
+
+
+def test_what_every_resolving_thread_shares_is_immortal() -> None:
+    # Without the GIL, threads that take references to one object contend on its reference
+    # count; the hot path's shared objects are immortal so that resolution scales.
+    import chatmodels
+    from chatmodels._core import RegistryTable
+    from chatmodels._registry import get_global_registry
+
+    immortal = 2**32 - 1  # what sys.getrefcount reports for an immortal object on 3.13t
+    shared = [
+        chatmodels.is_provider_registered,
+        chatmodels.get_provider_metadata,
+        get_global_registry()._table,
+        RegistryTable.__dict__["contains"],
+        RegistryTable.__dict__["get"],
+    ]
+    assert [sys.getrefcount(obj) for obj in shared] == [immortal] * len(shared)
+    assert sys.getrefcount(object()) < immortal
