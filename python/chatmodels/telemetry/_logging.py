@@ -74,6 +74,9 @@ def get_logger(name: str = ROOT) -> logging.Logger:
     logger = logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+    root = logging.getLogger(ROOT)
+    if not root.handlers:  # a library's records go where the app sends them, not to stderr
+        root.addHandler(logging.NullHandler())
     return logger
 
 

@@ -1,0 +1,245 @@
+"""Per-call telemetry overhead, each level against level off, ratios measured in the same run.
+
+    python benches/bench_telemetry.py [--quick]
+
+One table. The loopback rows call the OpenAI-compatible test server (its own process, started
+with ``python -m chatmodels.testing serve --port 0``) through the ``openai`` provider at each
+level (off, metrics, standard, standard with content capture), the SDK's TracerProvider and
+MeterProvider injected with `chatmodels.configure` (a SimpleSpanProcessor over an exporter that
+drops everything, so the SDK's own synchronous cost is in the numbers; no export I/O). Beside
+them: the openai SDK making the same request, bare and with opentelemetry-instrumentation-
+openai-v2 on the same providers.
+
+The in-process rows isolate the library's own cost from the network: the fake provider's
+`invoke` at each level against level off, CPU time of this thread (`time.thread_time`), and
+"SDK span" is one bare SDK span carrying the same attributes, the reference for the target
+"standard adds at most one SDK span + 3 us".
+
+Rows are interleaved round by round; a figure is the median over rounds. Nothing asserts a
+time: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import chatmodels
+from chatmodels import telemetry
+from chatmodels._observe import set_observer
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+MESSAGES = [{"role": "user", "content": "Say hello in twenty words."}]
+MODEL = "test-model"
+LEVELS = ("off", "metrics", "standard", "standard+content")
+
+
+class _Drop(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _providers() -> tuple[TracerProvider, MeterProvider]:
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(_Drop()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+def _set_level(level: str, tp: TracerProvider, mp: MeterProvider) -> None:
+    content = level.endswith("+content")
+    chatmodels.configure(
+        tracer_provider=tp,
+        meter_provider=mp,
+        level=level.removesuffix("+content"),
+        capture_content=content,
+    )
+
+
+def _start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatmodels.testing", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("serving on "):
+        proc.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    return proc, line.split()[2]
+
+
+def _per_call(fn: Callable[[], Any], calls: int, clock: Callable[[], float]) -> float:
+    """Microseconds per call of `fn`, with the cyclic GC held off during the batch."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = clock()
+        for _ in range(calls):
+            fn()
+        return (clock() - start) / calls * 1e6
+    finally:
+        gc.enable()
+
+
+def _openai_client(base_url: str) -> Any:
+    try:
+        import openai
+    except ImportError:
+        return None
+    return openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+
+
+def _instrumentor() -> Any:
+    try:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    except ImportError:
+        return None
+    return OpenAIInstrumentor()  # type: ignore[no-untyped-call]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
+    args = parser.parse_args()
+    rounds, calls, local_calls = (3, 100, 2000) if args.quick else (11, 300, 3000)
+
+    tp, mp = _providers()
+    set_observer(telemetry.TelemetryObserver())
+    proc, base_url = _start_server()
+    try:
+        loop = _loopback(base_url, tp, mp, rounds, calls)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    local = _in_process(tp, mp, rounds, local_calls)
+    _print(loop, local)
+
+
+def _loopback(
+    base_url: str, tp: TracerProvider, mp: MeterProvider, rounds: int, calls: int
+) -> dict[str, list[float]]:
+    model = chatmodels.new_registry_provider(
+        "openai", {"api_key": "sk-bench", "base_url": base_url, "max_retries": 0}
+    )
+    client = _openai_client(base_url)
+    instrumentor = _instrumentor()
+    rows: dict[str, list[float]] = {}
+
+    def ours() -> None:
+        model.invoke(MESSAGES, model=MODEL)
+
+    def theirs() -> None:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    for _ in range(rounds):
+        for level in LEVELS:
+            _set_level(level, tp, mp)
+            for _ in range(20):
+                ours()
+            rows.setdefault(level, []).append(_per_call(ours, calls, time.perf_counter))
+        if client is not None:
+            chatmodels.configure(level="off")
+            for name, instrumented in (("openai SDK", False), ("openai SDK + openai-v2", True)):
+                if instrumented:
+                    if instrumentor is None:
+                        continue
+                    instrumentor.instrument(tracer_provider=tp, meter_provider=mp)
+                try:
+                    for _ in range(20):
+                        theirs()
+                    rows.setdefault(name, []).append(_per_call(theirs, calls, time.perf_counter))
+                finally:
+                    if instrumented:
+                        instrumentor.uninstrument()
+    model.close()
+    return rows
+
+
+def _in_process(
+    tp: TracerProvider, mp: MeterProvider, rounds: int, calls: int
+) -> dict[str, list[float]]:
+    model = chatmodels.new_registry_provider("fake", {})
+    tracer = tp.get_tracer("bench")
+    response = model.invoke("hi")
+    usage = response.usage
+    assert usage is not None
+    start = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "fake",
+        "gen_ai.request.model": "fake-1",
+        "gen_ai.output.type": "text",
+    }
+    end: dict[str, Any] = {
+        "gen_ai.response.id": "fake-1",
+        "gen_ai.response.model": "fake-1",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+    }
+
+    def span() -> None:
+        s = tracer.start_span("chat fake-1", kind=trace.SpanKind.CLIENT, attributes=start)
+        s.set_attributes(end)
+        s.end()
+
+    requests = getattr(model, "requests", [])  # the fake keeps every request: not timed here
+
+    def call() -> None:
+        model.invoke("hi")
+        requests.clear()
+
+    rows: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for level in LEVELS:
+            _set_level(level, tp, mp)
+            for _ in range(200):
+                call()
+            rows.setdefault(level, []).append(_per_call(call, calls, time.thread_time))
+        rows.setdefault("SDK span", []).append(_per_call(span, calls, time.thread_time))
+    return rows
+
+
+def _added(rows: dict[str, list[float]], name: str, base: str) -> float:
+    return statistics.median(a - b for a, b in zip(rows[name], rows[base], strict=True))
+
+
+def _print(loop: dict[str, list[float]], local: dict[str, list[float]]) -> None:
+    span = statistics.median(local["SDK span"])
+    targets = {"metrics": "<= 2 us", "standard": f"<= span + 3 = {span + 3:.1f} us"}
+    print(f"{'':34}{'loopback call':>14}{'added':>10}{'added':>9}{'in-process':>12}  target")
+    print(f"{'':34}{'us':>14}{'us':>10}{'%':>9}{'added us':>12}")
+    for level in LEVELS:
+        per_call = statistics.median(loop[level])
+        added = _added(loop, level, "off") if level != "off" else 0.0
+        base = statistics.median(loop["off"])
+        local_added = _added(local, level, "off") if level != "off" else 0.0
+        print(
+            f"chatmodels {level:<23}{per_call:>14.1f}{added:>10.1f}{100 * added / base:>8.1f}%"
+            f"{local_added:>12.2f}  {targets.get(level, '')}"
+        )
+    print(f"{'one bare SDK span, same attributes':<34}{'':>14}{'':>10}{'':>9}{span:>12.2f}")
+    if "openai SDK" in loop:
+        bare = statistics.median(loop["openai SDK"])
+        print(f"{'openai SDK':<34}{bare:>14.1f}")
+        if "openai SDK + openai-v2" in loop:
+            inst = statistics.median(loop["openai SDK + openai-v2"])
+            added = _added(loop, "openai SDK + openai-v2", "openai SDK")
+            print(f"{'openai SDK + openai-v2 instr.':<34}{inst:>14.1f}{added:>10.1f}"
+                  f"{100 * added / bare:>8.1f}%")  # fmt: skip
+    else:
+        print("(openai / opentelemetry-instrumentation-openai-v2 not installed: no reference rows)")
+
+
+if __name__ == "__main__":
+    main()
