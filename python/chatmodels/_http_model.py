@@ -241,20 +241,27 @@ class HTTPChatModel(ChatModel):
             raise self._error(resp.status, resp.headers, resp.body)
         return self._parse(resp.body, request)
 
-    def _events(self, events: Iterable[Any], state: dict[str, Any]) -> Iterator[ChatChunk]:
+    def _events(
+        self, events: Iterable[Any], state: dict[str, Any], out: list[ChatChunk]
+    ) -> Exception | None:
+        """Parse `events` into `out`. Returns what stopped it early (`StreamEnd`, a
+        `ChatModelError`), for the caller to raise once it has delivered `out`."""
         parse = self.adapter.parse_event
-        for event in events:
-            try:
-                yield from parse(event, state)
-            except (ChatModelError, StreamEnd):
-                raise
-            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-                raise InvalidResponseError(
-                    f"cannot parse a stream event: {type(exc).__name__}: {exc}",
-                    op="stream",
-                    provider=self.provider,
-                    err=exc,
-                ) from exc
+        try:
+            for event in events:
+                out.extend(parse(event, state))
+        except (ChatModelError, StreamEnd) as exc:
+            return exc
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            error = InvalidResponseError(
+                f"cannot parse a stream event: {type(exc).__name__}: {exc}",
+                op="stream",
+                provider=self.provider,
+                err=exc,
+            )
+            error.__cause__ = exc
+            return error
+        return None
 
     def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
         wire = self.adapter.build_request(request)
@@ -264,12 +271,21 @@ class HTTPChatModel(ChatModel):
                 raise self._error(stream.status, stream.headers, stream.body())
             decoder = self.adapter.new_decoder()
             state: dict[str, Any] = {}
-            try:
-                for data in stream.chunks():
-                    yield from self._events(decoder.feed(data), state)
-                yield from self._events(decoder.flush(), state)
-            except StreamEnd:
+            out: list[ChatChunk] = []
+            stop: Exception | None = None
+            for data in stream.chunks():
+                stop = self._events(decoder.feed(data), state, out)
+                yield from out
+                out.clear()
+                if stop is not None:
+                    break
+            else:
+                stop = self._events(decoder.flush(), state, out)
+                yield from out
+            if isinstance(stop, StreamEnd):
                 stream.drain()
+            elif stop is not None:
+                raise stop
         finally:
             stream.close()
 
@@ -281,14 +297,23 @@ class HTTPChatModel(ChatModel):
                 raise self._error(stream.status, stream.headers, await stream.body())
             decoder = self.adapter.new_decoder()
             state: dict[str, Any] = {}
-            try:
-                async for data in stream.chunks():
-                    for chunk in self._events(decoder.feed(data), state):
-                        yield chunk
-                for chunk in self._events(decoder.flush(), state):
+            out: list[ChatChunk] = []
+            stop: Exception | None = None
+            async for data in stream.chunks():
+                stop = self._events(decoder.feed(data), state, out)
+                for chunk in out:
                     yield chunk
-            except StreamEnd:
+                out.clear()
+                if stop is not None:
+                    break
+            else:
+                stop = self._events(decoder.flush(), state, out)
+                for chunk in out:
+                    yield chunk
+            if isinstance(stop, StreamEnd):
                 await stream.drain()
+            elif stop is not None:
+                raise stop
         finally:
             stream.close()
 

@@ -19,6 +19,7 @@ import dataclasses
 import email.utils
 import http.client
 import random
+import re
 import ssl
 import threading
 import time
@@ -48,6 +49,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 MAX_RETRY_AFTER = 60.0
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _READ_SIZE = 65536
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BAD_URL_CHAR = re.compile("[\x00-\x20\x7f]")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -199,8 +202,22 @@ class SSEDecoder:
     def feed(self, data: bytes) -> list[tuple[str | None, bytes]]:
         """Events completed by `data`."""
         out: list[tuple[str | None, bytes]] = []
+        pending = self._data
+        # `_line` inlined for the usual lines (a stream is mostly "data: {...}" and blanks).
         for line in self._lines.split(data):
-            self._line(line, out)
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                if pending:
+                    out.append(
+                        (self._event, pending[0] if len(pending) == 1 else b"\n".join(pending))
+                    )
+                    pending = self._data = []
+                self._event = None
+            elif line[:6] == b"data: ":
+                pending.append(line[6:])
+            else:
+                self._line(line, out)
         return out
 
     def flush(self) -> list[tuple[str | None, bytes]]:
@@ -305,6 +322,10 @@ class Transport:
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if parts.port is not None and parts.port != (443 if self.https else 80):
+            host += f":{parts.port}"
+        self._host_line = f"Host: {host}\r\n"
 
     def __repr__(self) -> str:
         return f"<Transport {self._origin}{self.base_path}>"
@@ -349,19 +370,56 @@ class Transport:
                 return
         conn.close()
 
+    def _head(self, req: WireRequest) -> bytes:
+        """The request line and headers, as `http.client` would send them."""
+        url = self.base_path + req.path
+        if _BAD_URL_CHAR.search(url):
+            raise self._error("invalid_config", f"the request path {url!r} has control characters")
+        headers = req.headers
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        # Values with CR or LF would inject headers: one line per header, or refuse.
+        if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+            raise self._error("invalid_config", "a header name or value contains CR or LF")
+        names = {name.lower() for name in headers}
+        extra = self._host_line if "host" not in names else ""
+        if "accept-encoding" not in names:
+            extra += "Accept-Encoding: identity\r\n"
+        body = req.body
+        if body is not None:
+            if "content-length" not in names:
+                extra += f"Content-Length: {len(body)}\r\n"
+        elif req.method in _BODY_METHODS:
+            extra += "Content-Length: 0\r\n"
+        try:
+            return f"{req.method} {url} HTTP/1.1\r\n{extra}{lines}\r\n".encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise self._error("invalid_config", "a header is not latin-1 text", exc) from exc
+
     def _send(
         self, req: WireRequest, timeout: float
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Send `req` once; a reused connection the server has dropped is replaced once."""
-        url = self.base_path + req.path
+        """Send `req` once; a reused connection the server has dropped is replaced once.
+
+        The head and body go out in one write (`http.client` makes two, which costs a
+        round of wake-ups on both ends); `http.client` still connects and parses the reply.
+        """
+        head = self._head(req)
+        data = head + req.body if req.body else head
         while True:
             conn, reused = self._connection()
             try:
                 if conn.sock is None:
                     conn.connect()
-                conn.sock.settimeout(timeout)
-                conn.request(req.method, url, req.body, dict(req.headers))
-                return conn, conn.getresponse()
+                sock = conn.sock
+                sock.settimeout(timeout)
+                sock.sendall(data)
+                resp = http.client.HTTPResponse(sock, method=req.method)
+                try:
+                    resp.begin()
+                except BaseException:
+                    resp.close()  # its file holds the socket open
+                    raise
+                return conn, resp
             except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
                 conn.close()
                 if not reused:
@@ -394,6 +452,7 @@ class Transport:
                 try:
                     body = resp.read()
                 except BaseException:
+                    resp.close()
                     conn.close()
                     raise
             except (OSError, http.client.HTTPException) as exc:

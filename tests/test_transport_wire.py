@@ -1,0 +1,150 @@
+"""The request head the transport writes itself (one write: head and body together), and
+stream chunks parsed before a failing event being delivered before the error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import chatmodels
+import pytest
+from chat_server import ReplayServer, Reply
+from chatmodels import ErrorCode
+from chatmodels._transport import Transport, WireRequest
+from chatmodels.testing import OpenAICompatibleServer
+
+BODY = b'{"messages":[{"role":"user","content":"hi"}],"model":"m"}'
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAICompatibleServer]:
+    with OpenAICompatibleServer() as srv:
+        yield srv
+
+
+def test_head_carries_host_length_and_identity_encoding(server: OpenAICompatibleServer) -> None:
+    transport = Transport(server.base_url)
+    try:
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
+        resp = transport.request(WireRequest("POST", "/chat/completions", headers, BODY))
+        assert resp.status == 200
+        got = server.requests[-1]
+        assert got.method == "POST"
+        assert got.path == "/v1/chat/completions"
+        assert got.body == BODY
+        assert got.headers["host"] == f"127.0.0.1:{server.port}"
+        assert got.headers["content-length"] == str(len(BODY))
+        assert got.headers["accept-encoding"] == "identity"
+        assert got.headers["authorization"] == "Bearer k"
+        # a GET without a body sends no Content-Length
+        assert transport.request(WireRequest("GET", "/models", {})).status == 200
+        assert "content-length" not in server.requests[-1].headers
+    finally:
+        transport.close()
+    assert server.connections_accepted == 1
+
+
+def test_headers_given_by_the_caller_are_not_doubled(server: OpenAICompatibleServer) -> None:
+    transport = Transport(server.base_url)
+    try:
+        headers = {"host": "example.test", "Accept-Encoding": "gzip", "Content-Type": "x"}
+        transport.request(WireRequest("POST", "/chat/completions", headers, BODY))
+    finally:
+        transport.close()
+    got = server.requests[-1].headers  # repeated headers would be joined with ", "
+    assert got["host"] == "example.test"
+    assert got["accept-encoding"] == "gzip"
+
+
+def test_an_empty_post_says_content_length_0(server: OpenAICompatibleServer) -> None:
+    transport = Transport(server.base_url)
+    try:
+        transport.request(WireRequest("POST", "/chat/completions", {}))
+    finally:
+        transport.close()
+    assert server.requests[-1].headers["content-length"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("headers", "path"),
+    [
+        ({"X-Note": "a\r\nInjected: 1"}, "/chat/completions"),
+        ({"X-Note": "a\nInjected: 1"}, "/chat/completions"),
+        ({"X-Bad\r\nInjected": "1"}, "/chat/completions"),
+        ({"X-Note": "caf\u00e9 \u2615"}, "/chat/completions"),  # not latin-1
+        ({}, "/chat/completions HTTP/1.1\r\nInjected: 1"),
+        ({}, "/chat completions"),
+    ],
+)
+def test_unsafe_heads_are_refused_before_sending(
+    server: OpenAICompatibleServer, headers: dict[str, str], path: str
+) -> None:
+    transport = Transport(server.base_url, provider="openai")
+    try:
+        with pytest.raises(chatmodels.InvalidConfigError) as caught:
+            transport.request(WireRequest("POST", path, headers, BODY))
+    finally:
+        transport.close()
+    assert caught.value.code is ErrorCode.INVALID_CONFIG
+    assert caught.value.provider == "openai"
+    assert server.requests == []
+    assert server.connections_accepted == 0
+
+
+def test_ipv6_and_default_port_host_lines() -> None:
+    assert Transport("http://[::1]:8080/v1")._host_line == "Host: [::1]:8080\r\n"
+    assert Transport("https://api.example.com/v1")._host_line == "Host: api.example.com\r\n"
+    assert Transport("http://example.com:80")._host_line == "Host: example.com\r\n"
+
+
+_EVENT = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+_ERROR = b'data: {"error":{"message":"overloaded mid-stream","type":"server_error"}}\n\n'
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_chunks_before_an_error_event_arrive_before_the_error(chunked: bool) -> None:
+    body = _EVENT % b"a" + _EVENT % b"b" + _ERROR  # one read: all three events at once
+    reply = Reply(200, body, {"Content-Type": "text/event-stream"}, chunked=chunked)
+    with ReplayServer(reply, reply) as server:
+        model = chatmodels.new_registry_provider(
+            "openai_compatible", {"base_url": server.url, "model": "m"}
+        )
+        got: list[str] = []
+
+        def consume() -> None:
+            got.extend(chunk.text for chunk in model.stream("hi"))
+
+        with pytest.raises(chatmodels.ChatModelError) as caught:
+            consume()
+        assert got == ["a", "b"]
+        assert caught.value.code is ErrorCode.PROVIDER_UNAVAILABLE
+        assert "overloaded mid-stream" in str(caught.value)
+
+        async def collect() -> list[str]:
+            seen: list[str] = []
+
+            async def consume() -> None:
+                async for chunk in model.astream("hi"):
+                    seen.append(chunk.text)
+
+            with pytest.raises(chatmodels.ChatModelError):
+                await consume()
+            await model.aclose()
+            return seen
+
+        import asyncio
+
+        assert asyncio.run(collect()) == ["a", "b"]
+
+
+def test_a_malformed_event_after_good_ones_is_invalid_response() -> None:
+    body = _EVENT % b"a" + b"data: {not json}\n\n"
+    with ReplayServer(Reply(200, body, {"Content-Type": "text/event-stream"})) as server:
+        model = chatmodels.new_registry_provider(
+            "openai_compatible", {"base_url": server.url, "model": "m"}
+        )
+        stream = model.stream("hi")
+        assert next(stream).text == "a"
+        with pytest.raises(chatmodels.InvalidResponseError) as caught:
+            next(stream)
+        assert isinstance(caught.value.__cause__, ValueError)
+        model.close()
