@@ -52,6 +52,7 @@ test: test-rust test-python lint test-free-threaded  ## everything CI runs
 .PHONY: bench
 bench: build-dev  ## the benchmark tables (ratios measured in the same run)
 	$(PY) benches/bench_registry.py
+	$(PY) benches/bench_chat.py
 
 .PHONY: clean
 clean:  ## remove build outputs and virtual environments
