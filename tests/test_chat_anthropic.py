@@ -26,21 +26,18 @@ from chatmodels.testing import (
     assert_bodies_equivalent,
     load_cassette,
 )
+from replay_helpers import assert_secret_hidden, cassette_dirs, find_cassette, new_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cassettes" / "anthropic"
-OWN = Path(__file__).resolve().parent / "cassettes" / "anthropic"
+SHARED, OWN = cassette_dirs("anthropic")
 KEY = "sk-ant-test-secret-key-123456"
 
 
 def _model(url: str, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        "anthropic", {"api_key": KEY, "base_url": url, "max_retries": 0, **options}
-    )
+    return new_model("anthropic", url, api_key=KEY, **options)
 
 
 def _cassette(name: str) -> Path:
-    shared = SHARED / name
-    return shared if shared.exists() else OWN / name
+    return find_cassette("anthropic", name)
 
 
 # -- reading a recorded request back into call arguments ------------------------------------
@@ -544,8 +541,7 @@ def test_404_recording_maps_to_bad_request() -> None:
     assert error.request_id == recorded["request_id"] == "req_011CYfQMhgSid28ainNjq126"
     assert recorded["error"]["type"] in str(error)
     assert recorded["error"]["message"] in str(error)
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
+    assert_secret_hidden(KEY, error)
 
 
 @pytest.mark.parametrize(
@@ -569,7 +565,7 @@ def test_http_errors_map_to_codes(index: int, code: ErrorCode) -> None:
     assert error.status_code == inter.response.status
     assert error.request_id == recorded["request_id"]
     assert recorded["error"]["message"] in str(error)
-    assert KEY not in str(error)
+    assert_secret_hidden(KEY, error)
 
 
 def test_unsupported_parameters_fail_before_any_request() -> None:

@@ -31,9 +31,9 @@ from chatmodels.testing import (
     assert_bodies_equivalent,
     load_cassette,
 )
+from replay_helpers import assert_secret_hidden, cassette_dirs, new_model, replay_each
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cassettes" / "bedrock"
-OWN = Path(__file__).resolve().parent / "cassettes" / "bedrock"
+SHARED, OWN = cassette_dirs("bedrock")
 ACCESS_KEY = "AKIDFAKEEXAMPLE00000"
 SECRET_KEY = "fake/secret/key/for/tests/0000000000000"
 BEARER = "ABSKfake-bedrock-api-key-1234567890"
@@ -64,9 +64,7 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _model(server: ReplayServer, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        "bedrock", {"base_url": server.base_url, "max_retries": 0, **options}
-    )
+    return new_model("bedrock", server.base_url, **options)
 
 
 def _model_id(inter: RecordedInteraction) -> str:
@@ -228,12 +226,12 @@ NON_STREAMED = [
 def test_invoke_replays_the_recording(cassette: Path) -> None:
     # The tool-call recording is a conversation: the second turn sends the results back.
     interactions = load_cassette(cassette)
-    with ReplayServer(interactions) as server, _model(server) as model:
-        responses = []
-        for inter in interactions:
-            messages, params = _call_args(inter.request.json)
-            responses.append(model.invoke(messages, model=_model_id(inter), **params))
-        server.check_requests()
+
+    def invoke(model: chatmodels.ChatModel, inter: RecordedInteraction) -> ChatResponse:
+        messages, params = _call_args(inter.request.json)
+        return model.invoke(messages, model=_model_id(inter), **params)
+
+    server, responses = replay_each(interactions, _model, invoke)
     for inter, received, response in zip(interactions, server.requests, responses, strict=True):
         assert received.method == inter.request.method == "POST"
         assert unquote(received.path) == unquote(inter.request.path)
@@ -273,13 +271,15 @@ STREAMED = [
 @pytest.mark.parametrize("cassette", STREAMED, ids=lambda p: p.name)
 def test_stream_replays_the_recording(cassette: Path) -> None:
     interactions = load_cassette(cassette)
-    with ReplayServer(interactions) as server, _model(server) as model:
-        results = []
-        for inter in interactions:
-            messages, params = _call_args(inter.request.json)
-            chunks = list(model.stream(messages, model=_model_id(inter), **params))
-            results.append((chunks, chatmodels.accumulate(chunks)))
-        server.check_requests()
+
+    def stream(
+        model: chatmodels.ChatModel, inter: RecordedInteraction
+    ) -> tuple[list[chatmodels.ChatChunk], ChatResponse]:
+        messages, params = _call_args(inter.request.json)
+        chunks = list(model.stream(messages, model=_model_id(inter), **params))
+        return chunks, chatmodels.accumulate(chunks)
+
+    server, results = replay_each(interactions, _model, stream)
     for inter, received, (chunks, response) in zip(
         interactions, server.requests, results, strict=True
     ):
@@ -414,7 +414,7 @@ def test_error_recordings_map_to_codes(
     exception_name = dict(inter.response.headers)["x-amzn-ErrorType"].partition(":")[0]
     assert exception_name in str(error)
     assert error.provider == "bedrock"
-    assert SECRET_KEY not in str(error) + repr(error)
+    assert_secret_hidden(SECRET_KEY, error)
     assert_bodies_equivalent(inter.request.json, server.requests[0].json)
 
 
@@ -492,7 +492,7 @@ def test_bearer_key_never_appears_in_an_error(monkeypatch: pytest.MonkeyPatch) -
         pytest.raises(chatmodels.PermissionDeniedError) as caught,
     ):
         model.invoke("Say this is a test", model="amazon.nova-micro-v1:0")
-    assert BEARER not in str(caught.value) + repr(caught.value)
+    assert_secret_hidden(BEARER, caught.value)
     assert server.requests[0].headers["authorization"] == f"Bearer {BEARER}"
 
 

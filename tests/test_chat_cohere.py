@@ -26,9 +26,9 @@ from chatmodels.testing import (
     assert_bodies_equivalent,
     load_cassette,
 )
+from replay_helpers import assert_secret_hidden, cassette_dirs, find_cassette, new_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cassettes" / "cohere"
-OWN = Path(__file__).resolve().parent / "cassettes" / "cohere"
+SHARED, OWN = cassette_dirs("cohere")
 KEY = "co-test-secret-key-123456"
 
 # Cohere's finish reasons (https://docs.cohere.com/reference/chat), normalised.
@@ -43,14 +43,11 @@ FINISH = {
 
 
 def _model(url: str, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        "cohere", {"api_key": KEY, "base_url": url, "max_retries": 0, **options}
-    )
+    return new_model("cohere", url, api_key=KEY, **options)
 
 
 def _cassette(name: str) -> Path:
-    shared = SHARED / name
-    return shared if shared.exists() else OWN / name
+    return find_cassette("cohere", name)
 
 
 def _call_args(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -389,8 +386,7 @@ def test_http_errors_map_to_codes(index: int, code: ErrorCode) -> None:
     assert error.request_id == headers["x-debug-trace-id"]
     assert json.loads(inter.response.body)["message"] in str(error)
     assert error.provider == "cohere"
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
+    assert_secret_hidden(KEY, error)
 
 
 def test_unsupported_parameters_fail_before_any_request() -> None:

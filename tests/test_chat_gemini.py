@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import chatmodels
@@ -26,9 +25,9 @@ from chatmodels.testing import (
     load_cassette,
 )
 from pydantic import BaseModel
+from replay_helpers import assert_secret_hidden, cassette_dirs, new_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cassettes" / "gemini"
-OWN = Path(__file__).resolve().parent / "cassettes" / "gemini"
+SHARED, OWN = cassette_dirs("gemini")
 KEY = "AIzaSy-test-secret-key-0123456789"
 TOKEN = "ya29.test-access-token-0123456789"
 VERTEX_PATH = "/v1beta1/projects/test-project/locations/test-location/publishers/google/models"
@@ -44,23 +43,18 @@ WEATHER_TOOL = {
 
 
 def _vertex(url: str, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
+    return new_model(
         "vertex_ai",
-        {
-            "api_key": TOKEN,
-            "project": "test-project",
-            "location": "test-location",
-            "base_url": url,
-            "max_retries": 0,
-            **options,
-        },
+        url,
+        api_key=TOKEN,
+        project="test-project",
+        location="test-location",
+        **options,
     )
 
 
 def _gemini(url: str, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        "gemini", {"api_key": KEY, "base_url": url, "max_retries": 0, **options}
-    )
+    return new_model("gemini", url, api_key=KEY, **options)
 
 
 def _usage_of(raw: dict[str, Any]) -> Usage:
@@ -337,8 +331,7 @@ def test_error_recordings_map_to_codes(index: int, case: tuple[Any, ...]) -> Non
     assert error.status_code == status
     assert words in str(error)
     assert error.provider == "gemini"
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
+    assert_secret_hidden(KEY, error)
     if cls is not None:
         assert isinstance(error, cls)
     assert_bodies_equivalent(inter.request.json, server.requests[0].json)

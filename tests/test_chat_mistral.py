@@ -24,9 +24,9 @@ from chatmodels.testing import (
     assert_bodies_equivalent,
     load_cassette,
 )
+from replay_helpers import assert_secret_hidden, cassette_dirs, new_model, replay_each
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cassettes" / "mistral"
-OWN = Path(__file__).resolve().parent / "cassettes" / "mistral"
+SHARED, OWN = cassette_dirs("mistral")
 KEY = "mistral-test-secret-key-0123456789"
 
 # Mistral's finish reasons and what they mean, per the API reference.
@@ -45,9 +45,7 @@ def no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _model(server: ReplayServer, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        "mistral", {"api_key": KEY, "base_url": server.base_url, "max_retries": 0, **options}
-    )
+    return new_model("mistral", server.base_url, api_key=KEY, **options)
 
 
 def _call_args(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -144,12 +142,12 @@ NON_STREAMED = [
 def test_invoke_replays_the_recording(cassette: Path) -> None:
     # The tool-call recording is a conversation: the second turn sends the results back.
     interactions = load_cassette(cassette)
-    with ReplayServer(interactions) as server, _model(server) as model:
-        responses = []
-        for inter in interactions:
-            messages, params = _call_args(inter.request.json)
-            responses.append(model.invoke(messages, **params))
-        server.check_requests()
+
+    def invoke(model: chatmodels.ChatModel, inter: RecordedInteraction) -> ChatResponse:
+        messages, params = _call_args(inter.request.json)
+        return model.invoke(messages, **params)
+
+    server, responses = replay_each(interactions, _model, invoke)
     for inter, received, response in zip(interactions, server.requests, responses, strict=True):
         assert received.method == inter.request.method == "POST"
         assert received.path == inter.request.path == "/v1/chat/completions"
@@ -317,7 +315,7 @@ def test_error_recordings_map_to_codes(
     assert error.request_id == request_id
     assert json.loads(inter.response.body)["message"] in str(error)
     assert error.provider == "mistral"
-    assert KEY not in str(error) + repr(error)
+    assert_secret_hidden(KEY, error)
     assert_bodies_equivalent(inter.request.json, server.requests[0].json)
 
 
@@ -339,7 +337,7 @@ def test_key_from_environment_and_never_in_reprs(monkeypatch: pytest.MonkeyPatch
         chatmodels.new_registry_provider("mistral", {"base_url": server.base_url}) as model,
     ):
         model.invoke("Tell me a joke about OpenTelemetry", model="mistral-tiny")
-        assert KEY not in repr(model) + repr(model.options)
+        assert_secret_hidden(KEY, model, model.options)
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 

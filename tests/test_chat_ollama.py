@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import chatmodels
@@ -25,15 +24,13 @@ from chatmodels.testing import (
     load_cassette,
 )
 from pydantic import BaseModel
+from replay_helpers import cassette_dirs, new_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "cassettes" / "ollama"
-OWN = Path(__file__).resolve().parent / "cassettes" / "ollama"
+SHARED, OWN = cassette_dirs("ollama")
 
 
 def _model(url: str, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        "ollama", {"base_url": url, "max_retries": 0, **options}
-    )
+    return new_model("ollama", url, **options)
 
 
 def _equivalent(recorded: dict[str, Any], sent: Any) -> None:

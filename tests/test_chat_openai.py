@@ -10,41 +10,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import chatmodels
 import pytest
 from chatmodels import ChatResponse, FinishReason
-from chatmodels.testing import (
-    RecordedInteraction,
-    RecordedRequest,
-    RecordedResponse,
-    ReplayServer,
-)
+from chatmodels.testing import RecordedInteraction, ReplayServer
 from chatmodels.testing import load_cassette as _load
+from replay_helpers import SHARED_CASSETTES, assert_secret_hidden, json_interaction, new_model
 
-CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
 KEY = "sk-test-secret-key-123456"
 
 
 def load_cassette(relative: str) -> list[RecordedInteraction]:
     """The interactions of a cassette under ../shared/cassettes."""
-    return _load(CASSETTES / relative)
+    return _load(SHARED_CASSETTES / relative)
 
 
 def _response_json(inter: RecordedInteraction) -> Any:
     return json.loads(inter.response.body)
-
-
-def _json_reply(path: str, body: Any) -> RecordedInteraction:
-    """An interaction answering ``POST path`` with `body` as JSON."""
-    return RecordedInteraction(
-        RecordedRequest("POST", f"https://api.openai.com{path}", path, {}, b"", None),
-        RecordedResponse(
-            200, "OK", (("Content-Type", "application/json"),), json.dumps(body).encode()
-        ),
-    )
 
 
 def _content_length_framed(inter: RecordedInteraction) -> RecordedInteraction:
@@ -55,9 +39,7 @@ def _content_length_framed(inter: RecordedInteraction) -> RecordedInteraction:
 
 
 def _model(provider: str, url: str, **options: Any) -> chatmodels.ChatModel:
-    return chatmodels.new_registry_provider(
-        provider, {"api_key": KEY, "base_url": url, "max_retries": 0, **options}
-    )
+    return new_model(provider, url, api_key=KEY, **options)
 
 
 def _call_args(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -275,7 +257,7 @@ def test_streamed_reply_accumulates_to_the_invoked_one() -> None:
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
-    reply = _json_reply("/v1/chat/completions", whole)
+    reply = json_interaction("/v1/chat/completions", whole)
     with ReplayServer([reply]) as server, _model("openai", server.base_url + "/v1") as m:
         invoked = m.invoke("Say this is a test", model="gpt-4")
     with ReplayServer([inter]) as server, _model("openai", server.base_url + "/v1") as m:
@@ -302,8 +284,7 @@ def test_404_recording_maps_to_bad_request() -> None:
     assert "model_not_found" in str(error)
     assert "does not exist or you do not have access to it" in str(error)
     assert error.provider == "openai"
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
+    assert_secret_hidden(KEY, error)
     _equivalent(server.requests[0].json, inter.request.json)
 
 
