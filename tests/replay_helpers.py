@@ -55,6 +55,20 @@ def json_interaction(
     )
 
 
+class EventChunkedReplay(ReplayServer):
+    """A ReplayServer that sends a stream one SSE event per HTTP chunk, as live APIs do
+    (ReplayServer sends a recorded stream as a single chunk). Overrides a private method of
+    chatmodels.testing: a ``chunking`` option there would replace it."""
+
+    @staticmethod
+    def _replay(recorded: RecordedResponse) -> Any:
+        response = ReplayServer._replay(recorded)
+        if response.chunks is not None:
+            events = recorded.body.split(b"\n\n")
+            response.chunks = [event + b"\n\n" for event in events if event]
+        return response
+
+
 def replay_each(
     interactions: Sequence[RecordedInteraction],
     model: Callable[[ReplayServer], chatmodels.ChatModel],

@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal
 import chatmodels
 import pydantic
 import pytest
-from chat_server import ReplayServer, json_reply
 from chatmodels import ChatChunk, ChatResponse, FinishReason, Message, Tool, ToolCall
 from chatmodels._observe import CallInfo, set_observer
+from chatmodels.testing import ReplayServer
+from replay_helpers import json_interaction
 
 OK = {
     "id": "chatcmpl-1",
@@ -31,6 +32,15 @@ OK = {
 }
 
 
+def _replaying_ok() -> ReplayServer:
+    """A server answering every chat completion with `OK`."""
+    return ReplayServer([json_interaction("/chat/completions", OK)], repeat=True)
+
+
+def _on(server: ReplayServer, provider: str = "openai") -> chatmodels.ChatModel:
+    return chatmodels.new_registry_provider(provider, {"api_key": "k", "base_url": server.base_url})
+
+
 def _fake(*responses: Any, **options: Any) -> chatmodels.ChatModel:
     return chatmodels.new_registry_provider("fake", {"responses": list(responses), **options})
 
@@ -39,13 +49,13 @@ def _fake(*responses: Any, **options: Any) -> chatmodels.ChatModel:
 
 
 def test_str_messages_and_dicts_send_the_same_body() -> None:
-    with ReplayServer(json_reply(OK)) as server:
-        model = chatmodels.new_registry_provider("openai", {"api_key": "k", "base_url": server.url})
+    with _replaying_ok() as server:
+        model = _on(server)
         model.invoke("hello")
         model.invoke([Message.user("hello")])
         model.invoke([{"role": "user", "content": "hello"}])
         model.close()
-    bodies = [r.json() for r in server.received]
+    bodies = [r.json for r in server.requests]
     assert (
         bodies[0]
         == bodies[1]
@@ -58,8 +68,8 @@ def test_str_messages_and_dicts_send_the_same_body() -> None:
 
 
 def test_parts_images_tool_results_reach_the_wire() -> None:
-    with ReplayServer(json_reply(OK)) as server:
-        model = chatmodels.new_registry_provider("openai", {"api_key": "k", "base_url": server.url})
+    with _replaying_ok() as server:
+        model = _on(server)
         call = ToolCall("call_1", "weather", {"city": "Paris"})
         model.invoke(
             [
@@ -77,7 +87,7 @@ def test_parts_images_tool_results_reach_the_wire() -> None:
             stop=["x"],
         )
         model.close()
-    sent = server.received[0].json()
+    sent = server.requests[0].json
     assert sent["messages"][1]["content"][1] == {
         "type": "image_url",
         "image_url": {"url": "data:image/png;base64,iVBORw=="},
@@ -127,14 +137,14 @@ def test_parts_images_tool_results_reach_the_wire() -> None:
 def test_bad_params_fail_before_any_request(
     provider: str, params: dict[str, Any], error: type[Exception]
 ) -> None:
-    with ReplayServer(json_reply(OK)) as server:
-        model = chatmodels.new_registry_provider(provider, {"api_key": "k", "base_url": server.url})
+    with _replaying_ok() as server:
+        model = _on(server, provider)
         with pytest.raises(error):
             model.invoke("hi", **params)
         with pytest.raises(error):
             model.stream("hi", **params)
         model.close()
-    assert server.received == []
+    assert server.requests == []
 
 
 def test_unknown_param_suggests_the_right_name() -> None:
@@ -192,8 +202,8 @@ def test_tool_from_typed_function() -> None:
 
 
 def test_tools_as_functions_and_dicts_reach_the_wire() -> None:
-    with ReplayServer(json_reply(OK)) as server:
-        model = chatmodels.new_registry_provider("openai", {"api_key": "k", "base_url": server.url})
+    with _replaying_ok() as server:
+        model = _on(server)
         model.invoke(
             "hi",
             tools=[
@@ -203,7 +213,7 @@ def test_tools_as_functions_and_dicts_reach_the_wire() -> None:
             tool_choice="g",
         )
         model.close()
-    sent = server.received[0].json()
+    sent = server.requests[0].json
     assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather", "g"]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "g"}}
 
@@ -214,14 +224,14 @@ class Weather(pydantic.BaseModel):
 
 
 def test_pydantic_response_format_is_sent_and_parsed() -> None:
-    with ReplayServer(json_reply(OK)) as server:
-        model = chatmodels.new_registry_provider("openai", {"api_key": "k", "base_url": server.url})
+    with _replaying_ok() as server:
+        model = _on(server)
         response = model.invoke("weather?", response_format=Weather)
         as_dict = model.invoke("weather?", response_format={"type": "json_object"})
         model.close()
     assert response.parsed == Weather(city="Paris", degrees=21)
     assert as_dict.parsed == {"city": "Paris", "degrees": 21}
-    fmt = server.received[0].json()["response_format"]
+    fmt = server.requests[0].json["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Weather"
     assert fmt["json_schema"]["schema"]["required"] == ["city", "degrees"]

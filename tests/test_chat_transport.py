@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 from typing import Any
 
 import chatmodels
 import pytest
-from chat_server import ReplayServer, Reply, json_reply
 from chatmodels import ErrorCode
 from chatmodels._transport import NDJSONDecoder, SSEDecoder
+from chatmodels.testing import (
+    OpenAICompatibleServer,
+    RecordedInteraction,
+    ReplayServer,
+    ScriptedReply,
+)
+from replay_helpers import EventChunkedReplay, assert_secret_hidden, json_interaction
 
 KEY = "sk-never-show-me-0123456789"
 
@@ -38,8 +45,21 @@ def _model(url: str, **options: Any) -> chatmodels.ChatModel:
     )
 
 
-def _error(status: int, message: str, code: str | None = None, **headers: str) -> Reply:
-    return json_reply({"error": {"message": message, "type": "x", "code": code}}, status, **headers)
+CHAT = "/chat/completions"
+
+
+def _error(
+    status: int, message: str, code: str | None = None, **headers: str
+) -> RecordedInteraction:
+    body = {"error": {"message": message, "type": "x", "code": code}}
+    return json_interaction(CHAT, body, status=status, headers=tuple(headers.items()))
+
+
+def _sse(*, chunked: bool = True) -> RecordedInteraction:
+    """`SSE` as a stream (chunked), or as a plain body with Content-Length (ReplayServer frames
+    a body by its stream content type, so that header is left out)."""
+    headers = (("Content-Type", "text/event-stream"),) if chunked else ()
+    return json_interaction(CHAT, None, raw=SSE, headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -60,53 +80,63 @@ def _error(status: int, message: str, code: str | None = None, **headers: str) -
         (_error(400, "The response was filtered", "content_filter"), ErrorCode.CONTENT_FILTERED),
         (_error(422, "bad field"), ErrorCode.BAD_REQUEST),
         (_error(503, "overloaded"), ErrorCode.PROVIDER_UNAVAILABLE),
-        (Reply(200, b"<html>not json", {"Content-Type": "text/html"}), ErrorCode.INVALID_RESPONSE),
+        (
+            json_interaction(
+                CHAT, None, raw=b"<html>not json", headers=(("Content-Type", "text/html"),)
+            ),
+            ErrorCode.INVALID_RESPONSE,
+        ),
     ],
 )
-def test_status_and_body_map_to_codes(reply: Reply, code: ErrorCode) -> None:
-    reply.headers["x-request-id"] = "req_42"
+def test_status_and_body_map_to_codes(reply: RecordedInteraction, code: ErrorCode) -> None:
+    response = reply.response
+    headers = (*response.headers, ("x-request-id", "req_42"))
+    reply = dataclasses.replace(reply, response=dataclasses.replace(response, headers=headers))
     with (
-        ReplayServer(reply) as server,
-        _model(server.url, max_retries=0) as model,
+        ReplayServer([reply]) as server,
+        _model(server.base_url, max_retries=0) as model,
         pytest.raises(chatmodels.ChatModelError) as caught,
     ):
         model.invoke("hi")
     error = caught.value
     assert error.code is code
     assert error.provider == "openai_compatible"
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
-    if reply.status != 200:
-        assert error.status_code == reply.status
+    assert_secret_hidden(KEY, error)
+    if response.status != 200:
+        assert error.status_code == response.status
         assert error.request_id == "req_42"
-        assert json.loads(reply.body)["error"]["message"].split(":")[0] in str(error)
+        assert json.loads(response.body)["error"]["message"].split(":")[0] in str(error)
 
 
 def test_429_with_retry_after_is_retried_then_succeeds() -> None:
-    replies = [_error(429, "wait", **{"Retry-After": "0"}), _error(500, "oops"), json_reply(OK)]
-    with ReplayServer(*replies) as server, _model(server.url, max_retries=2) as model:
+    replies = [
+        _error(429, "wait", **{"Retry-After": "0"}),
+        _error(500, "oops"),
+        json_interaction(CHAT, OK),
+    ]
+    with ReplayServer(replies) as server, _model(server.base_url, max_retries=2) as model:
         assert model.invoke("hi").text == "hi"
-    assert len(server.received) == 3
+    assert len(server.requests) == 3
 
 
 def test_retries_are_bounded_by_max_retries() -> None:
     with (
-        ReplayServer(_error(502, "bad gateway", **{"retry-after-ms": "1"})) as server,
-        _model(server.url, max_retries=2) as model,
+        ReplayServer([_error(502, "bad gateway", **{"retry-after-ms": "1"})] * 4) as server,
+        _model(server.base_url, max_retries=2) as model,
         pytest.raises(chatmodels.ProviderUnavailableError),
     ):
         model.invoke("hi")
-    assert len(server.received) == 3
+    assert len(server.requests) == 3
 
 
 def test_bad_request_is_not_retried() -> None:
     with (
-        ReplayServer(_error(400, "no")) as server,
-        _model(server.url, max_retries=3) as model,
+        ReplayServer([_error(400, "no")] * 4) as server,
+        _model(server.base_url, max_retries=3) as model,
         pytest.raises(chatmodels.BadRequestError),
     ):
         model.invoke("hi")
-    assert len(server.received) == 1
+    assert len(server.requests) == 1
 
 
 def test_connection_refused_is_a_network_error() -> None:
@@ -125,25 +155,24 @@ def test_connection_refused_is_a_network_error() -> None:
 
 def test_read_timeout_is_a_timeout_error() -> None:
     with (
-        ReplayServer(Reply(200, b"{}", delay=0.5)) as server,
-        _model(server.url, max_retries=0) as model,
+        OpenAICompatibleServer([ScriptedReply(delay=0.5)]) as server,
+        _model(server.base_url, max_retries=0) as model,
         pytest.raises(chatmodels.TimeoutError),
     ):
         model.invoke("hi", timeout=0.05)
 
 
 def test_keep_alive_reuses_one_connection() -> None:
-    with ReplayServer(json_reply(OK)) as server, _model(server.url) as model:
+    with ReplayServer([json_interaction(CHAT, OK)] * 5) as server, _model(server.base_url) as model:
         for _ in range(5):
             model.invoke("hi")
-        assert server.connections == 1
+        assert server.connections_accepted == 1
 
 
 @pytest.mark.parametrize("chunked", [True, False])
 def test_stream_closed_early_releases_its_connection(chunked: bool) -> None:
-    reply = Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=chunked)
-    with ReplayServer(reply) as server:
-        model = _model(server.url)
+    with EventChunkedReplay([_sse(chunked=chunked)] * 3) as server:
+        model = _model(server.base_url)
         transport = model.transport  # type: ignore[attr-defined]
         with model.stream("hi") as stream:
             first = next(stream)
@@ -154,7 +183,7 @@ def test_stream_closed_early_releases_its_connection(chunked: bool) -> None:
         assert "".join(c.text for c in model.stream("hi")) == "ab"  # and reusable
         model.close()
         assert transport._idle == []
-    assert server.connections == 2
+    assert server.connections_accepted == 2
 
 
 def test_async_calls_map_errors_and_retry() -> None:
@@ -166,9 +195,9 @@ def test_async_calls_map_errors_and_retry() -> None:
                 async for _ in model.astream("hi"):
                     pass
 
-    with ReplayServer(_error(429, "no", **{"Retry-After": "0"})) as server:
-        asyncio.run(run(server.url))
-    assert len(server.received) == 4
+    with ReplayServer([_error(429, "no", **{"Retry-After": "0"})] * 5) as server:
+        asyncio.run(run(server.base_url))
+    assert len(server.requests) == 4
 
 
 def test_async_stream_closed_early_and_health() -> None:
@@ -180,13 +209,10 @@ def test_async_stream_closed_early_and_health() -> None:
             status = await model.ahealth_check()
             return first.text, status.status
 
-    replies = [
-        Reply(200, SSE, {"Content-Type": "text/event-stream"}, chunked=True),
-        json_reply({"data": []}),
-    ]
-    with ReplayServer(*replies) as server:
-        assert asyncio.run(run(server.url)) == ("a", "healthy")
-    assert server.received[1].path == "/models"
+    replies = [_sse(), json_interaction("/models", {"data": []}, method="GET")]
+    with EventChunkedReplay(replies) as server:
+        assert asyncio.run(run(server.base_url)) == ("a", "healthy")
+    assert server.requests[1].path == "/models"
 
 
 def test_closed_model_refuses_calls() -> None:
