@@ -3,6 +3,7 @@ pointed at a loopback server, hand-written interactions, the replay loop, secret
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,6 +81,30 @@ def replay_each(
         results = [call(chat_model, inter) for inter in interactions]
         server.check_requests()
     return server, results
+
+
+def replay_async(
+    plain: Sequence[RecordedInteraction],
+    streamed: Sequence[RecordedInteraction],
+    model: Callable[[str], chatmodels.ChatModel],
+    call_args: Callable[[Any], tuple[Any, dict[str, Any]]],
+) -> tuple[ReplayServer, chatmodels.ChatResponse, ReplayServer, chatmodels.ChatResponse]:
+    """`ainvoke` the one-turn recording `plain` and `astream` the one-turn recording
+    `streamed` (accumulated), each from its own server, in one event loop; the servers come
+    back with the responses for checking what was sent."""
+    (first,), (second,) = plain, streamed
+
+    async def run(url1: str, url2: str) -> tuple[chatmodels.ChatResponse, chatmodels.ChatResponse]:
+        async with model(url1) as m1, model(url2) as m2:
+            messages, params = call_args(first.request.json)
+            one = await m1.ainvoke(messages, **params)
+            messages, params = call_args(second.request.json)
+            chunks = [c async for c in m2.astream(messages, **params)]
+            return one, chatmodels.accumulate(chunks)
+
+    with ReplayServer(plain) as s1, ReplayServer(streamed) as s2:
+        one, two = asyncio.run(run(s1.base_url, s2.base_url))
+    return s1, one, s2, two
 
 
 def assert_secret_hidden(secret: str, *objects: object) -> None:

@@ -26,7 +26,13 @@ from chatmodels.testing import (
     assert_bodies_equivalent,
     load_cassette,
 )
-from replay_helpers import assert_secret_hidden, cassette_dirs, find_cassette, new_model
+from replay_helpers import (
+    assert_secret_hidden,
+    cassette_dirs,
+    find_cassette,
+    new_model,
+    replay_async,
+)
 
 SHARED, OWN = cassette_dirs("cohere")
 KEY = "co-test-secret-key-123456"
@@ -404,19 +410,9 @@ def test_unsupported_parameters_fail_before_any_request() -> None:
 def test_async_invoke_and_stream_replay() -> None:
     plain = load_cassette(SHARED / "v2_chat_legacy.yaml")
     streamed = load_cassette(OWN / "v2_chat_stream_tool_calls.yaml")
-
-    async def run(url1: str, url2: str) -> tuple[ChatResponse, ChatResponse]:
-        async with _model(url1) as m1, _model(url2) as m2:
-            messages, params = _call_args(plain[0].request.json)
-            one = await m1.ainvoke(messages, **params)
-            messages, params = _call_args(streamed[0].request.json)
-            chunks = [c async for c in m2.astream(messages, **params)]
-            return one, chatmodels.accumulate(chunks)
-
-    with ReplayServer(plain) as s1, ReplayServer(streamed) as s2:
-        one, two = asyncio.run(run(s1.base_url, s2.base_url))
-        _check_sent(s1, stream=False)
-        _check_sent(s2, stream=True)
+    s1, one, s2, two = replay_async(plain, streamed, _model, _call_args)
+    _check_sent(s1, stream=False)
+    _check_sent(s2, stream=True)
     _check(one, _expected(json.loads(plain[0].response.body)))
     _check(two, _stream_expected(streamed[0].response.body))
 
