@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import chatmodels
 import pytest
-from chat_server import ReplayServer, Reply
 from chatmodels import ErrorCode
 from chatmodels._transport import Transport, WireRequest
 from chatmodels.testing import OpenAICompatibleServer
+from replay_helpers import EventChunkedReplay, json_interaction
 
 BODY = b'{"messages":[{"role":"user","content":"hi"}],"model":"m"}'
 
@@ -103,10 +103,11 @@ _ERROR = b'data: {"error":{"message":"overloaded mid-stream","type":"server_erro
 @pytest.mark.parametrize("chunked", [True, False])
 def test_chunks_before_an_error_event_arrive_before_the_error(chunked: bool) -> None:
     body = _EVENT % b"a" + _EVENT % b"b" + _ERROR  # one read: all three events at once
-    reply = Reply(200, body, {"Content-Type": "text/event-stream"}, chunked=chunked)
-    with ReplayServer(reply, reply) as server:
+    stream_type = (("Content-Type", "text/event-stream"),) if chunked else ()
+    reply = json_interaction("/chat/completions", None, raw=body, headers=stream_type)
+    with EventChunkedReplay([reply] * 2) as server:
         model = chatmodels.new_registry_provider(
-            "openai_compatible", {"base_url": server.url, "model": "m"}
+            "openai_compatible", {"base_url": server.base_url, "model": "m"}
         )
         got: list[str] = []
 
@@ -138,9 +139,11 @@ def test_chunks_before_an_error_event_arrive_before_the_error(chunked: bool) -> 
 
 def test_a_malformed_event_after_good_ones_is_invalid_response() -> None:
     body = _EVENT % b"a" + b"data: {not json}\n\n"
-    with ReplayServer(Reply(200, body, {"Content-Type": "text/event-stream"})) as server:
+    stream_type = (("Content-Type", "text/event-stream"),)
+    reply = json_interaction("/chat/completions", None, raw=body, headers=stream_type)
+    with EventChunkedReplay([reply]) as server:
         model = chatmodels.new_registry_provider(
-            "openai_compatible", {"base_url": server.url, "model": "m"}
+            "openai_compatible", {"base_url": server.base_url, "model": "m"}
         )
         stream = model.stream("hi")
         assert next(stream).text == "a"
