@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+pub mod counter;
 mod errors;
 mod immortal;
 mod metrics;

@@ -6,6 +6,9 @@
 //! while pure Rust runs (no Python call, no reference count dropped to zero), so a thread
 //! that blocks on it while attached to the interpreter cannot deadlock with one that holds
 //! it; snapshots replaced by a write are dropped after the lock is released.
+//!
+//! Every `contains` and `get` is counted, found or not, in per-thread striped counters (see
+//! [`crate::counter`]): one relaxed add to a cache line no other thread writes.
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
+use crate::counter::StripedCounters;
 use crate::errors::{already_registered_error, guarded, name_error, not_found_error};
 use crate::table::{check_name, AlreadyRegistered, Snapshot, Table};
 
@@ -30,7 +34,14 @@ type Value = Arc<Stored>;
 #[pyclass(frozen, module = "chatmodels._core")]
 pub struct RegistryTable {
     table: Table<Value>,
+    /// Resolutions by outcome, [`FOUND`] and [`MISSED`].
+    counts: StripedCounters<2>,
 }
+
+/// A `contains` that returned True or a `get` that returned an entry.
+const FOUND: usize = 0;
+/// Any other resolution: not registered, or an invalid name (raised invalid_provider_name).
+const MISSED: usize = 1;
 
 /// The name's text, read in place (no copy); None if it holds a lone surrogate, which no
 /// Rust str can, and which `check_name` refuses, so no such name is ever stored.
@@ -81,6 +92,14 @@ fn text_of_checked<'a>(name: &'a Bound<'_, PyString>) -> &'a str {
     text_of(name).expect("a checked name is valid UTF-8")
 }
 
+impl RegistryTable {
+    /// Counts one resolution by its outcome.
+    #[inline]
+    fn count(&self, found: bool) {
+        self.counts.bump(if found { FOUND } else { MISSED });
+    }
+}
+
 fn sorted_names<'py>(py: Python<'py>, snapshot: &Snapshot<Value>) -> PyResult<Bound<'py, PyList>> {
     PyList::new(
         py,
@@ -97,12 +116,13 @@ impl RegistryTable {
     fn new() -> Self {
         RegistryTable {
             table: Table::new(),
+            counts: StripedCounters::new(),
         }
     }
 
     /// Whether `name` is registered; raises invalid_provider_name for a bad name.
     fn contains(&self, name: &Bound<'_, PyAny>, op: &Bound<'_, PyAny>) -> PyResult<bool> {
-        guarded(op, || {
+        let found = guarded(op, || {
             if let Some(text) = name.cast_exact::<PyString>().ok().and_then(text_of) {
                 if self.table.snapshot().contains(text) {
                     return Ok(true);
@@ -111,13 +131,15 @@ impl RegistryTable {
             // Only a miss (or a str subclass) pays for validation.
             let text = checked(name, op)?;
             Ok(self.table.snapshot().contains(text_of_checked(&text)))
-        })
+        });
+        self.count(matches!(found, Ok(true)));
+        found
     }
 
     /// The entry registered as `name`; raises provider_not_found with a suggestion.
     fn get<'py>(&self, name: &Bound<'py, PyAny>, op: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
         let py = name.py();
-        guarded(op, || {
+        let found = guarded(op, || {
             let lookup = |text: &str| {
                 let snapshot = self.table.snapshot();
                 snapshot
@@ -135,7 +157,9 @@ impl RegistryTable {
             }
             let known = sorted_names(py, &self.table.snapshot())?;
             Err(not_found_error(op, text.as_any(), known.as_any()))
-        })
+        });
+        self.count(found.is_ok());
+        found
     }
 
     /// Registers `entry` as `name`; returns the table version after the write.
@@ -214,6 +238,20 @@ impl RegistryTable {
     #[getter]
     fn version(&self) -> u64 {
         self.table.snapshot().version()
+    }
+
+    /// How many `contains` and `get` calls the table has answered, found or not (a call
+    /// refused with invalid_provider_name included).
+    #[getter]
+    fn resolutions(&self) -> u64 {
+        self.counts.sum(FOUND).wrapping_add(self.counts.sum(MISSED))
+    }
+
+    /// How many of those found nothing: `contains` returned False, or `contains` or `get`
+    /// raised (provider_not_found, invalid_provider_name).
+    #[getter]
+    fn resolution_misses(&self) -> u64 {
+        self.counts.sum(MISSED)
     }
 
     fn __len__(&self) -> usize {

@@ -46,6 +46,17 @@ class RegistryTable:
     def version(self) -> int:
         """How many writes the table has seen."""
 
+    @property
+    def resolutions(self) -> int:
+        """How many `contains` and `get` calls the table has answered, found or not (a call
+        refused with invalid_provider_name included). Counted per thread in striped atomic
+        slots, so exact and uncontended on free-threaded CPython."""
+
+    @property
+    def resolution_misses(self) -> int:
+        """How many of those found nothing: `contains` returned False, or `contains` or `get`
+        raised (provider_not_found, invalid_provider_name)."""
+
     def __len__(self) -> int: ...
 
 @final
