@@ -4,6 +4,11 @@ Both tables map a provider name to an opaque entry and a capability bitset, and 
 same errors (built by the factories in `_errors`). Readers never take the lock: a write
 builds a new dict and publishes it with one reference assignment (copy-on-write), so a
 resolution sees the table before or after a write, never a half-made one.
+
+Both count their resolutions (`contains` and `get` calls) by outcome. Here a count is a plain
+`+= 1` on the table: exact with the GIL; on free-threaded CPython concurrent threads lose
+each other's increments, so there the counts are a lower bound only (four threads hammering
+one table kept about half). The Rust table's striped atomic counters are exact everywhere.
 """
 
 from __future__ import annotations
@@ -47,27 +52,44 @@ def _is_control(char: str) -> bool:
 class RegistryTable:
     """name → (entry, capability bits), with lock-free reads and serialized writes."""
 
-    __slots__ = ("_entries", "_lock", "_version")
+    __slots__ = ("_entries", "_found", "_lock", "_missed", "_version")
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
         self._version = 0
+        self._found = 0
+        self._missed = 0
 
     def contains(self, name: str, op: str) -> bool:
         """Whether `name` is registered; raises invalid_provider_name for a bad name."""
         if type(name) is str and name in self._entries:
+            self._found += 1
             return True
-        return check_name(name, op) in self._entries
+        found = False
+        try:
+            found = check_name(name, op) in self._entries
+        finally:
+            if found:
+                self._found += 1
+            else:
+                self._missed += 1
+        return found
 
     def get(self, name: str, op: str) -> Any:
         """The entry registered as `name`; raises provider_not_found with a suggestion."""
         found = self._entries.get(name) if type(name) is str else None
         if found is not None:
+            self._found += 1
             return found[0]
-        name = check_name(name, op)
-        found = self._entries.get(name)
+        try:
+            name = check_name(name, op)
+            found = self._entries.get(name)
+        finally:
+            if found is None:
+                self._missed += 1
         if found is not None:
+            self._found += 1
             return found[0]
         raise not_found_error(op, name, list(self._entries))
 
@@ -117,6 +139,18 @@ class RegistryTable:
     def version(self) -> int:
         """How many writes the table has seen."""
         return self._version
+
+    @property
+    def resolutions(self) -> int:
+        """How many `contains` and `get` calls the table has answered, found or not (a call
+        refused with invalid_provider_name included). A lower bound on free-threaded CPython."""
+        return self._found + self._missed
+
+    @property
+    def resolution_misses(self) -> int:
+        """How many of those found nothing: `contains` returned False, or `contains` or `get`
+        raised (provider_not_found, invalid_provider_name)."""
+        return self._missed
 
     def __len__(self) -> int:
         return len(self._entries)
