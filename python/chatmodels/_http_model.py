@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 from ._errors import ChatModelError, ErrorCode, InvalidResponseError, make_error
@@ -263,7 +263,10 @@ class HTTPChatModel(ChatModel):
             return error
         return None
 
-    def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
+    def _stream_batches(
+        self, request: ChatRequest, scope: CallScope
+    ) -> Iterator[Sequence[ChatChunk]]:
+        """The chunks of each network read, as one list (a read usually holds many events)."""
         wire = self.adapter.build_request(request)
         stream = self.transport.stream(wire, timeout=request.timeout, scope=scope)
         try:
@@ -271,17 +274,20 @@ class HTTPChatModel(ChatModel):
                 raise self._error(stream.status, stream.headers, stream.body())
             decoder = self.adapter.new_decoder()
             state: dict[str, Any] = {}
-            out: list[ChatChunk] = []
             stop: Exception | None = None
+            out: list[ChatChunk]
             for data in stream.chunks():
+                out = []
                 stop = self._events(decoder.feed(data), state, out)
-                yield from out
-                out.clear()
+                if out:
+                    yield out
                 if stop is not None:
                     break
             else:
+                out = []
                 stop = self._events(decoder.flush(), state, out)
-                yield from out
+                if out:
+                    yield out
             if isinstance(stop, StreamEnd):
                 stream.drain()
             elif stop is not None:
@@ -289,7 +295,10 @@ class HTTPChatModel(ChatModel):
         finally:
             stream.close()
 
-    async def _astream(self, request: ChatRequest, scope: CallScope) -> AsyncIterator[ChatChunk]:
+    async def _astream_batches(
+        self, request: ChatRequest, scope: CallScope
+    ) -> AsyncIterator[Sequence[ChatChunk]]:
+        """Async `_stream_batches`."""
         wire = self.adapter.build_request(request)
         stream = await self.transport.astream(wire, timeout=request.timeout, scope=scope)
         try:
@@ -297,25 +306,36 @@ class HTTPChatModel(ChatModel):
                 raise self._error(stream.status, stream.headers, await stream.body())
             decoder = self.adapter.new_decoder()
             state: dict[str, Any] = {}
-            out: list[ChatChunk] = []
             stop: Exception | None = None
-            async for data in stream.chunks():
+            out: list[ChatChunk]
+            read = stream.read
+            while data := await read():
+                out = []
                 stop = self._events(decoder.feed(data), state, out)
-                for chunk in out:
-                    yield chunk
-                out.clear()
+                if out:
+                    yield out
                 if stop is not None:
                     break
             else:
+                out = []
                 stop = self._events(decoder.flush(), state, out)
-                for chunk in out:
-                    yield chunk
+                if out:
+                    yield out
             if isinstance(stop, StreamEnd):
                 await stream.drain()
             elif stop is not None:
                 raise stop
         finally:
             stream.close()
+
+    def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
+        for batch in self._stream_batches(request, scope):
+            yield from batch
+
+    async def _astream(self, request: ChatRequest, scope: CallScope) -> AsyncIterator[ChatChunk]:
+        async for batch in self._astream_batches(request, scope):
+            for chunk in batch:
+                yield chunk
 
     # -- health ----------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ The public calls (`invoke`, `ainvoke`, `stream`, `astream`, `batch`, `abatch`,
 `health_check`, `ahealth_check`) live here: they normalise and validate the messages and
 parameters against the provider's capabilities before anything is sent, report the call to
 the observer (`_observe`) in one place, and hand a `ChatRequest` to the four hooks a provider
-implements: `_invoke`, `_ainvoke`, `_stream`, `_astream` (and optionally `_health`).
+implements: `_invoke`, `_ainvoke`, `_stream`, `_astream` (and optionally `_health`). A provider
+that reads several chunks at once (one network read holds many stream events) implements
+`_stream_batches` / `_astream_batches` instead, so streams hand chunks out from a list.
 """
 
 from __future__ import annotations
@@ -258,13 +260,13 @@ class ChatModel:
         """
         request = self._prepare(messages, params, True, "stream")
         scope = self._begin(request)
-        return ChatStream(self._stream(request, scope), scope, self, "stream")
+        return ChatStream(self._stream_batches(request, scope), scope, self, "stream")
 
     def astream(self, messages: MessagesLike, **params: Any) -> AsyncChatStream:
         """Async `stream`: ``async for chunk in model.astream(...)``."""
         request = self._prepare(messages, params, True, "astream")
         scope = self._begin(request)
-        return AsyncChatStream(self._astream(request, scope), scope, self, "astream")
+        return AsyncChatStream(self._astream_batches(request, scope), scope, self, "astream")
 
     def batch(
         self,
@@ -390,6 +392,21 @@ class ChatModel:
 
         for chunk in await asyncio.to_thread(lambda: list(self._stream(request, scope))):
             yield chunk
+
+    def _stream_batches(
+        self, request: ChatRequest, scope: CallScope
+    ) -> Iterator[Sequence[ChatChunk]]:
+        """The stream as batches of chunks that arrived together; by default each chunk of
+        `_stream` on its own."""
+        for chunk in self._stream(request, scope):
+            yield (chunk,)
+
+    async def _astream_batches(
+        self, request: ChatRequest, scope: CallScope
+    ) -> AsyncIterator[Sequence[ChatChunk]]:
+        """Async `_stream_batches`: by default each chunk of `_astream` on its own."""
+        async for chunk in self._astream(request, scope):
+            yield (chunk,)
 
     def _health(self, timeout: float) -> HealthStatus:
         return HealthStatus("unknown", None, f"provider {self.provider!r} has no health probe")
@@ -611,6 +628,7 @@ def _parse_reply(text: str, fmt: ResponseFormat, provider: str) -> Any:
 
 def _end_early(stream: ChatStream | AsyncChatStream) -> None:
     """End a stream's scope as closed early (a scope without `close`: end with what arrived)."""
+    stream._buf = ()
     if stream._ended:
         return
     close = getattr(stream._scope, "close", None)
@@ -621,6 +639,27 @@ def _end_early(stream: ChatStream | AsyncChatStream) -> None:
         close()
 
 
+def _observe_batch(stream: ChatStream | AsyncChatStream, batch: Sequence[ChatChunk]) -> None:
+    """Tell the scope (and the accumulator its `end` needs) about chunks that arrived."""
+    acc = stream._acc
+    if acc is None:
+        return
+    for chunk in batch:
+        acc.add(chunk)
+    note = stream._note
+    if note is not None:
+        note(batch)
+    else:
+        scope_chunk = stream._scope.chunk
+        for chunk in batch:
+            scope_chunk(chunk)
+
+
+def _note_of(scope: CallScope) -> Any:
+    """The scope's optional `chunk_batch` (one call per batch), else None."""
+    return getattr(scope, "chunk_batch", None)
+
+
 class ChatStream:
     """A stream of `ChatChunk`s; iterate it, and close it (or use ``with``) to stop early.
 
@@ -628,17 +667,35 @@ class ChatStream:
     closed, or is garbage-collected.
     """
 
-    __slots__ = ("_acc", "_chunks", "_ended", "_model", "_op", "_scope", "_start")
+    __slots__ = (
+        "_acc",
+        "_batches",
+        "_buf",
+        "_ended",
+        "_i",
+        "_model",
+        "_note",
+        "_op",
+        "_scope",
+        "_start",
+    )
 
     def __init__(
-        self, chunks: Iterator[ChatChunk], scope: CallScope, model: ChatModel, op: str
+        self,
+        batches: Iterator[Sequence[ChatChunk]],
+        scope: CallScope,
+        model: ChatModel,
+        op: str,
     ) -> None:
-        self._chunks = chunks
+        self._batches = batches
+        self._buf: Sequence[ChatChunk] = ()
+        self._i = 0
         self._scope = scope
         self._model = model
         self._op = op
         self._ended = False
         self._acc = Accumulator() if scope is not NOOP_SCOPE else None
+        self._note = _note_of(scope) if self._acc is not None else None
         self._start = time.perf_counter()
 
     def __iter__(self) -> ChatStream:
@@ -650,23 +707,32 @@ class ChatStream:
         return self._model.provider
 
     def __next__(self) -> ChatChunk:
+        buf, i = self._buf, self._i
+        if i < len(buf):
+            self._i = i + 1
+            return buf[i]
         if self._ended:
             raise StopIteration
+        batches = self._batches
         try:
-            chunk = next(self._chunks)
+            buf = next(batches)
+            while not buf:
+                buf = next(batches)
         except StopIteration:
+            self._buf = ()
             self._finish()
             raise
         except BaseException as exc:
+            self._buf = ()
             self._ended = True
             error = self._model._failed(self._scope, exc, self._op)
             if error is exc:
                 raise
             raise error from exc
+        self._buf, self._i = buf, 1
         if self._acc is not None:
-            self._acc.add(chunk)
-            self._scope.chunk(chunk)
-        return chunk
+            _observe_batch(self, buf)
+        return buf[0]
 
     def _finish(self) -> None:
         if self._ended:
@@ -678,8 +744,9 @@ class ChatStream:
 
     def close(self) -> None:
         """Stop early: release the connection and end the call as closed early."""
+        self._buf = ()
         if not self._ended:
-            close = getattr(self._chunks, "close", None)
+            close = getattr(self._batches, "close", None)
             try:
                 if close is not None:
                     close()
@@ -700,17 +767,35 @@ class ChatStream:
 class AsyncChatStream:
     """The async twin of `ChatStream`: ``async for``, `aclose()`, ``async with``."""
 
-    __slots__ = ("_acc", "_chunks", "_ended", "_model", "_op", "_scope", "_start")
+    __slots__ = (
+        "_acc",
+        "_batches",
+        "_buf",
+        "_ended",
+        "_i",
+        "_model",
+        "_note",
+        "_op",
+        "_scope",
+        "_start",
+    )
 
     def __init__(
-        self, chunks: AsyncIterator[ChatChunk], scope: CallScope, model: ChatModel, op: str
+        self,
+        batches: AsyncIterator[Sequence[ChatChunk]],
+        scope: CallScope,
+        model: ChatModel,
+        op: str,
     ) -> None:
-        self._chunks = chunks
+        self._batches = batches
+        self._buf: Sequence[ChatChunk] = ()
+        self._i = 0
         self._scope = scope
         self._model = model
         self._op = op
         self._ended = False
         self._acc = Accumulator() if scope is not NOOP_SCOPE else None
+        self._note = _note_of(scope) if self._acc is not None else None
         self._start = time.perf_counter()
 
     def __aiter__(self) -> AsyncChatStream:
@@ -722,23 +807,32 @@ class AsyncChatStream:
         return self._model.provider
 
     async def __anext__(self) -> ChatChunk:
+        buf, i = self._buf, self._i
+        if i < len(buf):
+            self._i = i + 1
+            return buf[i]
         if self._ended:
             raise StopAsyncIteration
+        batches = self._batches
         try:
-            chunk = await self._chunks.__anext__()
+            buf = await batches.__anext__()
+            while not buf:
+                buf = await batches.__anext__()
         except StopAsyncIteration:
+            self._buf = ()
             self._finish()
             raise
         except BaseException as exc:
+            self._buf = ()
             self._ended = True
             error = self._model._failed(self._scope, exc, self._op)
             if error is exc:
                 raise
             raise error from exc
+        self._buf, self._i = buf, 1
         if self._acc is not None:
-            self._acc.add(chunk)
-            self._scope.chunk(chunk)
-        return chunk
+            _observe_batch(self, buf)
+        return buf[0]
 
     def _finish(self) -> None:
         if self._ended:
@@ -750,8 +844,9 @@ class AsyncChatStream:
 
     async def aclose(self) -> None:
         """Stop early: release the connection and end the call as closed early."""
+        self._buf = ()
         if not self._ended:
-            close = getattr(self._chunks, "aclose", None)
+            close = getattr(self._batches, "aclose", None)
             try:
                 if close is not None:
                     await close()

@@ -62,7 +62,8 @@ class CallScope(Protocol):
         when it succeeded."""
 
     def chunk(self, chunk: ChatChunk) -> None:
-        """A streamed chunk arrived."""
+        """A streamed chunk arrived. A scope may also have ``chunk_batch(chunks)``: then it
+        is called once per batch of chunks that arrived together, instead of this."""
 
     def end(self, response: ChatResponse) -> None:
         """The call finished with `response` (for a stream: what it accumulated)."""

@@ -320,6 +320,7 @@ class Transport:
         self._lock = threading.Lock()
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: tuple[float, aiohttp.ClientTimeout] | None = None
         self._closed = False
         self._origin = f"{parts.scheme}://{parts.netloc}"
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -548,24 +549,38 @@ class Transport:
         )
         session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
+            timeout=self._client_timeout(self.timeout),
             skip_auto_headers=("User-Agent", "Content-Type"),
         )
         self._session, self._session_loop = session, loop
         return session
 
-    async def _asend(self, req: WireRequest, timeout: float) -> aiohttp.ClientResponse:
+    def _client_timeout(self, read: float) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for a read timeout of `read` s (the last one is reused).
+
+        The connect timeout bounds opening a connection (``sock_connect``), not waiting for
+        a pooled one: with more calls in flight than connections, a queued call is not a
+        connection failure, and no timer is armed per call for the wait.
+        """
+        cached = self._timeouts
+        if cached is not None and cached[0] == read:
+            return cached[1]
         import aiohttp
 
-        session = await self._asession()
+        value = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=read)
+        self._timeouts = (read, value)
+        return value
+
+    async def _asend(self, req: WireRequest, timeout: float) -> aiohttp.ClientResponse:
+        session = self._session
+        if session is None or session.closed or self._session_loop is not _running_loop():
+            session = await self._asession()
         return await session.request(
             req.method,
             self._origin + self.base_path + req.path,
             data=req.body,
             headers=req.headers,
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=self.connect_timeout, sock_read=timeout
-            ),
+            timeout=self._client_timeout(timeout),
         )
 
     async def arequest(
@@ -675,6 +690,9 @@ class Transport:
             self._session = None
             await session.close()
         self.close()
+
+
+_running_loop = asyncio.get_running_loop
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:
@@ -788,15 +806,17 @@ class AsyncStream:
         self.status = resp.status
         self.headers: Headers = resp.headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they arrive."""
+    async def read(self) -> bytes:
+        """The body's next bytes as they arrive; ``b""`` at its end.
+
+        A coroutine rather than an async generator: a caller that stops at the stream's end
+        marker leaves no suspended generator for the event loop to finalise in a task.
+        """
         resp = self._resp
         if resp is None:
-            return
+            return b""
         try:
-            async for data in resp.content.iter_any():
-                yield data
-            self._done = True
+            data = await resp.content.readany()
         except asyncio.CancelledError:
             self.close()
             raise
@@ -805,11 +825,23 @@ class AsyncStream:
             if not _is_transport_exc(exc):
                 raise
             raise self._transport._exc_to_error(exc, self._timeout) from exc
+        if not data:
+            self._done = True
+        return data
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (see `read`)."""
+        while data := await self.read():
+            yield data
 
     async def drain(self, limit: int = _READ_SIZE) -> None:
         """Async `SyncStream.drain`."""
         resp = self._resp
         if resp is None:
+            return
+        if resp.content.at_eof():  # the usual case: the end came in the last read
+            self._done = True
+            self.close()
             return
         try:
             while limit > 0:

@@ -1,7 +1,8 @@
 """The call observer: one span, the metrics and the log records of each chat call.
 
 `TelemetryObserver.start(info)` returns a scope that the chat-model layer drives:
-``attempt(n, error)`` for each retry, ``chunk(c)`` per stream chunk, then exactly one of
+``attempt(n, error)`` for each retry, ``chunk(c)`` per stream chunk (or ``chunk_batch(cs)``
+per batch of chunks that arrived together), then exactly one of
 ``end(response)`` or ``fail(error)``; ``close()`` (also run on garbage collection) ends a
 stream that was abandoned early. Whatever the order of calls, the span ends exactly once and
 never ends or detaches its parent.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from . import _content
@@ -63,6 +65,9 @@ class NoOpScope:
         """Nothing."""
 
     def chunk(self, chunk: Any) -> None:
+        """Nothing."""
+
+    def chunk_batch(self, chunks: Sequence[Any]) -> None:
         """Nothing."""
 
     def end(self, response: Any) -> None:
@@ -328,6 +333,39 @@ class _Scope:
                 {"chatmodels.chunk.index": self.chunks - 1,
                  "chatmodels.chunk.text_length": len(text) if text else 0},
             )  # fmt: skip
+
+    def chunk_batch(self, chunks: Sequence[Any]) -> None:
+        """Stream chunks that arrived together (one network read), in one call: they share
+        one arrival time, so the gaps between them are 0. Per-chunk work only at debug."""
+        count = len(chunks)
+        if not count:
+            return
+        now = time.perf_counter()
+        gaps = self._gaps
+        if self._first is None:
+            self._first = now - self._start
+            span = self._span
+            if span is not None and span.is_recording():
+                span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+            if count > 1:
+                self._gaps = [0.0] * (count - 1)
+        else:
+            if gaps is None:
+                gaps = self._gaps = []
+            gaps.append(now - self._last)
+            if count > 1:
+                gaps.extend([0.0] * (count - 1))
+        self._last = now
+        first = self.chunks
+        self.chunks = first + count
+        if self._rt.debug and self._span is not None:
+            for index, chunk in enumerate(chunks, first):
+                text = getattr(chunk, "text", None)
+                self._span.add_event(
+                    "chatmodels.chunk",
+                    {"chatmodels.chunk.index": index,
+                     "chatmodels.chunk.text_length": len(text) if text else 0},
+                )  # fmt: skip
 
     # -- the end, exactly once -----------------------------------------------------------
 
