@@ -37,9 +37,7 @@ from ._errors import (
     RateLimitError,
     TimeoutError,
 )
-from ._health import HealthReport, ahealth_check, health_check
 from ._metadata import Capability, ProviderMetadata, ProviderOptions, Secret
-from ._model import AsyncChatStream, ChatModel, ChatStream
 from ._registry import (
     ENTRY_POINT_GROUP,
     Creator,
@@ -56,25 +54,48 @@ from ._registry import (
     register_global_with_metadata,
     unregister_provider,
 )
-from ._types import (
-    ChatChunk,
-    ChatResponse,
-    FinishReason,
-    HealthStatus,
-    ImagePart,
-    Message,
-    TextPart,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    accumulate,
-)
 
 if TYPE_CHECKING:
     import logging
 
+    from ._health import HealthReport, ahealth_check, health_check
+    from ._model import AsyncChatStream, ChatModel, ChatStream
+    from ._types import (
+        ChatChunk,
+        ChatResponse,
+        FinishReason,
+        HealthStatus,
+        ImagePart,
+        Message,
+        TextPart,
+        Tool,
+        ToolCall,
+        ToolCallDelta,
+        Usage,
+        accumulate,
+    )
     from .telemetry import Container, Level
+
+# The chat API loads on first use (PEP 562), so `import chatmodels` costs the registry only.
+_LAZY_MODULES = {
+    "._health": ("HealthReport", "ahealth_check", "health_check"),
+    "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
+    "._types": (
+        "ChatChunk",
+        "ChatResponse",
+        "FinishReason",
+        "HealthStatus",
+        "ImagePart",
+        "Message",
+        "TextPart",
+        "Tool",
+        "ToolCall",
+        "ToolCallDelta",
+        "Usage",
+        "accumulate",
+    ),
+}
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
 __version__: str
 __all__ = [
@@ -172,9 +193,20 @@ def configure(
     )
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        from importlib import import_module
+
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from importlib.metadata import version
 
         return version("chatmodels")
     raise AttributeError(f"module 'chatmodels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})

@@ -28,11 +28,13 @@ from ._errors import (
     suggest,
 )
 from ._metadata import Capability, ProviderMetadata, ProviderOptions
-from ._model import ChatModel
 from ._pytable import check_name
 
 if TYPE_CHECKING:
     import concurrent.futures
+
+    # `import chatmodels` loads the registry without the chat API; `_checked` imports it.
+    from ._model import ChatModel
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -52,7 +54,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "chatmodels.providers"
 
-Creator = Callable[[ProviderOptions], ChatModel | Awaitable[ChatModel]]
+Creator = Callable[[ProviderOptions], "ChatModel | Awaitable[ChatModel]"]
 MetadataLike = ProviderMetadata | Mapping[str, Any]
 OptionsLike = ProviderOptions | Mapping[str, Any]
 
@@ -391,6 +393,8 @@ def _timeout_error(provider: str, limit: float, op: str) -> CreationTimeoutError
 
 
 def _checked(result: object, provider: str, op: str) -> ChatModel:
+    from ._model import ChatModel
+
     if isinstance(result, ChatModel):
         return result
     if inspect.isawaitable(result):
