@@ -30,7 +30,6 @@ messages before they are kept.
 
 from __future__ import annotations
 
-import difflib
 import enum
 from collections.abc import Iterable
 
@@ -335,6 +334,8 @@ def make_error(code: ErrorCode | str, detail: str, **context: object) -> ChatMod
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to `name`, for a did-you-mean hint."""
+    import difflib  # only on the error path: keeps `import chatmodels` cheap
+
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
