@@ -123,6 +123,8 @@ pub struct Slot<V> {
 #[derive(Debug)]
 pub struct Snapshot<V> {
     entries: HashMap<Arc<str>, Slot<V>, RandomState>,
+    /// The same slots sorted by name, built once per write so that listing does not sort.
+    ordered: Vec<(Arc<str>, Slot<V>)>,
     version: u64,
 }
 
@@ -130,6 +132,7 @@ impl<V> Snapshot<V> {
     fn empty(version: u64) -> Self {
         Snapshot {
             entries: HashMap::default(),
+            ordered: Vec::new(),
             version,
         }
     }
@@ -171,14 +174,11 @@ impl<V> Snapshot<V> {
     }
 
     fn sorted_where(&self, keep: impl Fn(&Slot<V>) -> bool) -> Vec<(&str, &Slot<V>)> {
-        let mut found: Vec<_> = self
-            .entries
+        self.ordered
             .iter()
             .filter(|(_, slot)| keep(slot))
             .map(|(k, s)| (&**k, s))
-            .collect();
-        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        found
+            .collect()
     }
 }
 
@@ -270,7 +270,16 @@ impl<V: Clone> Table<V> {
         old: Arc<Snapshot<V>>,
     ) -> Written<V> {
         let version = old.version + 1;
-        self.current.store(Arc::new(Snapshot { entries, version }));
+        let mut ordered: Vec<_> = entries
+            .iter()
+            .map(|(k, s)| (Arc::clone(k), s.clone()))
+            .collect();
+        ordered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.current.store(Arc::new(Snapshot {
+            entries,
+            ordered,
+            version,
+        }));
         Written {
             version,
             previous: old,
