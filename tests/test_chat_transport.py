@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import socket
+import threading
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import chatmodels
@@ -237,3 +241,67 @@ def test_ndjson_decoder() -> None:
     assert decoder.feed(b'{"a":1}\n\n{"b"') == [b'{"a":1}']
     assert decoder.feed(b":2}\n") == [b'{"b":2}']
     assert decoder.flush() == []
+
+
+def _resource(caught: list[warnings.WarningMessage]) -> list[str]:
+    gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def _ainvoke(model: chatmodels.ChatModel) -> Any:
+    return model.ainvoke("hi")
+
+
+def _ahealth(model: chatmodels.ChatModel) -> Any:
+    return model.ahealth_check()
+
+
+@pytest.mark.parametrize("call", [_ainvoke, _ahealth], ids=["ainvoke", "ahealth_check"])
+def test_sync_close_after_asyncio_run_releases_the_async_session(
+    call: Callable[[chatmodels.ChatModel], Any],
+) -> None:
+    with OpenAICompatibleServer() as server:
+        model = _model(server.base_url)
+        transport = model.transport  # type: ignore[attr-defined]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asyncio.run(call(model))
+            session = transport._session
+            assert session is not None
+            assert not session.closed
+            protos = [p for conns in session.connector._conns.values() for p, _ in conns]
+            assert protos  # a kept-alive connection of the loop asyncio.run closed
+            model.close()
+            assert session.closed
+            assert all(p.transport is None or p.transport.is_closing() for p in protos)
+            del session, protos
+            assert _resource(caught) == []
+
+
+def test_sync_close_schedules_the_session_close_on_a_loop_in_another_thread() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        with OpenAICompatibleServer() as server:
+            model = _model(server.base_url)
+            transport = model.transport  # type: ignore[attr-defined]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                reply = asyncio.run_coroutine_threadsafe(model.ainvoke("hi"), loop).result(10)
+                assert reply.text == "Echo: hi"
+                session = transport._session
+                model.close()
+                asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result(10)
+                assert session.closed
+                del session
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(10)
+                loop.close()
+                assert _resource(caught) == []
+    finally:
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+        if not loop.is_closed():
+            loop.close()

@@ -541,7 +541,7 @@ class Transport:
         import aiohttp
 
         if session is not None:
-            _abandon(session)
+            _abandon(session, self._session_loop)
         connector = aiohttp.TCPConnector(
             limit=self.max_connections,
             ssl=shared_ssl_context() if self.https else False,
@@ -671,16 +671,20 @@ class Transport:
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every pooled connection. An async session of a loop that is gone is
-        closed without waiting."""
+        """Close every pooled connection, without needing an event loop.
+
+        The async session is closed on its loop when that loop runs in another thread; when
+        its loop is closed (after ``asyncio.run``), its sockets are closed here directly.
+        """
         self._closed = True
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
         session, self._session = self._session, None
+        loop, self._session_loop = self._session_loop, None
         if session is not None:
-            _abandon(session)
+            _abandon(session, loop)
 
     async def aclose(self) -> None:
         """Close every connection, waiting for the async session to shut down."""
@@ -695,13 +699,52 @@ class Transport:
 _running_loop = asyncio.get_running_loop
 
 
-def _abandon(session: aiohttp.ClientSession) -> None:
-    """Close a session without awaiting (its loop may be gone)."""
+def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close `session` without awaiting it: on its loop if that loop runs in another thread,
+    by running its loop if it is idle and this thread runs none, else by closing its
+    sockets directly (a closed loop can no longer do it)."""
     connector = session.connector
-    if connector is not None and not connector.closed:
-        # the loop that owned it may be closed; its sockets go with it
+    if connector is None or connector.closed:
+        return
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    if loop is not None and not loop.is_closed():
+        if loop.is_running():
+            if loop is not current:
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+                return
+        elif current is None:
+            loop.run_until_complete(session.close())
+            return
+        # this loop's own thread: the transports close on its next iterations
         with contextlib.suppress(Exception):
             connector._close()
+        return
+    protocols: list[Any] = [proto for conns in connector._conns.values() for proto, _ in conns]
+    protocols.extend(connector._acquired)
+    transports: list[Any] = [proto.transport for proto in protocols]
+    transports.extend(connector._cleanup_closed_transports)
+    with contextlib.suppress(Exception):
+        connector._close()  # marks it closed; with its loop closed it closes nothing
+    for transport in transports:
+        if transport is not None:
+            _close_orphan(transport)
+
+
+def _close_orphan(transport: Any) -> None:
+    """Close the socket of an asyncio transport whose event loop is closed."""
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    with contextlib.suppress(Exception):
+        transport.abort()  # marks it closed; scheduling the rest fails on a closed loop
+    if inner is not None:
+        _close_orphan(inner)
+        return
+    lost = getattr(transport, "_call_connection_lost", None)  # what abort would have scheduled
+    if lost is not None:
+        with contextlib.suppress(Exception):
+            lost(None)
 
 
 _transport_excs: tuple[type[BaseException], ...] | None = None
