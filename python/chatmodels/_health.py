@@ -140,5 +140,6 @@ def _observed(registry: ProviderRegistry, api: str) -> Iterator[Callable[[Health
     if hooks is None:
         yield lambda report: None
         return
+    container = registry.container
     with hooks.registry_operation("health", registry=registry, api=api):
-        yield hooks.record_health
+        yield lambda report: hooks.record_health(report, container=container)

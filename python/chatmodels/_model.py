@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _observe
 from ._errors import (
@@ -43,6 +43,9 @@ from ._types import (
     to_messages,
     to_tools,
 )
+
+if TYPE_CHECKING:
+    from .telemetry import Container
 
 __all__ = ["AsyncChatStream", "ChatModel", "ChatRequest", "ChatStream", "ResponseFormat"]
 
@@ -138,6 +141,11 @@ class ChatModel:
 
     #: the sampling parameters this provider's API accepts; others → capability_not_supported
     supported_params: ClassVar[frozenset[str]] = frozenset(SAMPLING_PARAMS)
+
+    #: the telemetry container this instance reports its calls to (None: the global one and
+    #: the installed observer). Set by `ProviderRegistry.create(..., container=...)` or by a
+    #: registry with its own container; may be set or changed at any time.
+    container: Container | None = None
 
     def __init__(self, metadata: ProviderMetadata, options: ProviderOptions | None = None) -> None:
         self.metadata = metadata
@@ -501,8 +509,14 @@ class ChatModel:
         return request
 
     def _begin(self, request: ChatRequest) -> CallScope:
-        observer = _observe._observer
-        if observer is _observe.NOOP_OBSERVER:
+        container = self.container
+        if container is None:
+            observer = _observe._observer
+            if observer is _observe.NOOP_OBSERVER:
+                return NOOP_SCOPE
+        else:
+            observer = container.observer()
+        if not getattr(observer, "enabled", True):
             return NOOP_SCOPE
         address, port = self._server()
         fmt = request.response_format

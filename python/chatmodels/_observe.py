@@ -76,7 +76,11 @@ class CallScope(Protocol):
 
 
 class CallObserver(Protocol):
-    """Starts a `CallScope` for each call."""
+    """Starts a `CallScope` for each call.
+
+    An observer may also have a boolean ``enabled`` attribute (or property): while it is
+    false, calls skip building their `CallInfo` and do not call `start`.
+    """
 
     def start(self, info: CallInfo) -> CallScope:
         """A call is about to be sent."""
@@ -103,6 +107,7 @@ class _NoopScope:
 
 class _NoopObserver:
     __slots__ = ()
+    enabled = False
 
     def start(self, info: CallInfo) -> CallScope:
         return NOOP_SCOPE
@@ -113,13 +118,21 @@ class _DefaultObserver:
 
     __slots__ = ()
 
+    @property
+    def enabled(self) -> bool:
+        return bool(getattr(self._load(), "enabled", True))
+
     def start(self, info: CallInfo) -> CallScope:
+        return self._load().start(info)
+
+    def _load(self) -> CallObserver:
+        if _observer is not self:
+            return _observer
         from .telemetry import TelemetryObserver
 
         observer: CallObserver = TelemetryObserver()
-        if _observer is self:
-            set_observer(observer)
-        return observer.start(info)
+        set_observer(observer)
+        return observer
 
 
 NOOP_SCOPE: CallScope = _NoopScope()

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     # `import chatmodels` loads the registry without the chat API; `_checked` imports it.
     from ._model import ChatModel
+    from .telemetry import Container
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -84,7 +85,10 @@ def _observed(op: str) -> Callable[[_F], _F]:
                 if hooks is None:
                     return await method(self, name, *args, **kwargs)
                 api = kwargs.get("_op", method.__name__)
-                with hooks.registry_operation(op, name, registry=self, api=api):
+                container = kwargs.get("container") or self.container
+                with hooks.registry_operation(
+                    op, name, registry=self, container=container, api=api
+                ):
                     return await method(self, name, *args, **kwargs)
 
             return cast(_F, arun)
@@ -95,7 +99,9 @@ def _observed(op: str) -> Callable[[_F], _F]:
             if hooks is None or (self is _loading and "_op" not in kwargs):
                 # (the built-ins registering themselves on first use: not the app's operations)
                 return method(self, name, *args, **kwargs)
-            with hooks.registry_operation(op, name, registry=self, api=kwargs.get("_op", op)):
+            container = kwargs.get("container") or self.container
+            api = kwargs.get("_op", op)
+            with hooks.registry_operation(op, name, registry=self, container=container, api=api):
                 return method(self, name, *args, **kwargs)
 
         return cast(_F, run)
@@ -122,6 +128,8 @@ class ProviderRegistry:
 
     Args:
         backend: ``"rust"`` or ``"python"``; default: `chatmodels.backend()`.
+        container: the telemetry `Container` for this registry's operation spans and metrics
+            and for the calls of the models it creates; default: the global one.
 
     Example:
         >>> registry = ProviderRegistry()
@@ -129,9 +137,12 @@ class ProviderRegistry:
         >>> model = registry.create("echo", {"model": "echo-1"})
     """
 
-    def __init__(self, *, backend: _backend.BackendName | None = None) -> None:
+    def __init__(
+        self, backend: _backend.BackendName | None = None, *, container: Container | None = None
+    ) -> None:
         self._table = _backend.table_class(backend)()
         self.backend: _backend.BackendName = backend or _backend.backend()
+        self.container = container
 
     def __repr__(self) -> str:
         return f"<ProviderRegistry backend={self.backend!r} providers={len(self._table)}>"
@@ -216,9 +227,13 @@ class ProviderRegistry:
         options: OptionsLike | None = None,
         *,
         timeout: float | None = None,
+        container: Container | None = None,
         _op: str = "create",
     ) -> ChatModel:
         """Create an instance of provider `name` with validated `options`.
+
+        `container` gives the instance its own telemetry container (its `ChatModel.container`;
+        the creation is recorded there too); default: the registry's, if it has one.
 
         Raises provider_not_found, invalid_config, creation_failed (the cause chained) or,
         when the creator runs past `timeout` seconds, creation_timeout.
@@ -228,10 +243,19 @@ class ProviderRegistry:
         provider = entry.metadata.name
         if timeout is None:
             if entry.is_async:
-                return _run_async_creator(entry, opts, _op)
-            return _checked(_call_creator(entry, opts, _op), provider, _op)
-        limit = _check_timeout(timeout, _op)
-        return _create_with_timeout(entry, opts, limit, _op)
+                model = _run_async_creator(entry, opts, _op)
+            else:
+                model = _checked(_call_creator(entry, opts, _op), provider, _op)
+        else:
+            model = _create_with_timeout(entry, opts, _check_timeout(timeout, _op), _op)
+        return self._bind(model, container)
+
+    def _bind(self, model: ChatModel, container: Container | None) -> ChatModel:
+        if container is None:
+            container = self.container
+        if container is not None:
+            model.container = container
+        return model
 
     @_observed("create")
     async def acreate(
@@ -240,6 +264,7 @@ class ProviderRegistry:
         options: OptionsLike | None = None,
         *,
         timeout: float | None = None,
+        container: Container | None = None,
         _op: str = "acreate",
     ) -> ChatModel:
         """Async `create`; accepts async creators as well as sync ones."""
@@ -249,7 +274,7 @@ class ProviderRegistry:
         opts = ProviderOptions.validate(options, entry.metadata, op=_op)
         provider = entry.metadata.name
         if not entry.is_async and timeout is None:
-            return _checked(_call_creator(entry, opts, _op), provider, _op)
+            return self._bind(_checked(_call_creator(entry, opts, _op), provider, _op), container)
         limit = None if timeout is None else _check_timeout(timeout, _op)
         worker = None if entry.is_async else _start_worker(entry, opts, _op)
         pending: Awaitable[Any] = (
@@ -266,7 +291,7 @@ class ProviderRegistry:
             raise
         except Exception as exc:
             raise _creation_error(provider, exc, _op) from exc
-        return _checked(result, provider, _op)
+        return self._bind(_checked(result, provider, _op), container)
 
     # -- discovery ------------------------------------------------------------------------
 
@@ -575,18 +600,29 @@ def register_global_with_metadata(
 
 
 def new_registry_provider(
-    name: str, options: OptionsLike | None = None, *, timeout: float | None = None
+    name: str,
+    options: OptionsLike | None = None,
+    *,
+    timeout: float | None = None,
+    container: Container | None = None,
 ) -> ChatModel:
-    """Create an instance of a globally registered provider. See `ProviderRegistry.create`."""
-    return get_global_registry().create(name, options, timeout=timeout, _op="new_registry_provider")
+    """Create an instance of a globally registered provider (with its own telemetry
+    `container`, if given). See `ProviderRegistry.create`."""
+    return get_global_registry().create(
+        name, options, timeout=timeout, container=container, _op="new_registry_provider"
+    )
 
 
 async def anew_registry_provider(
-    name: str, options: OptionsLike | None = None, *, timeout: float | None = None
+    name: str,
+    options: OptionsLike | None = None,
+    *,
+    timeout: float | None = None,
+    container: Container | None = None,
 ) -> ChatModel:
     """Async `new_registry_provider`; accepts async creators."""
     return await get_global_registry().acreate(
-        name, options, timeout=timeout, _op="anew_registry_provider"
+        name, options, timeout=timeout, container=container, _op="anew_registry_provider"
     )
 
 

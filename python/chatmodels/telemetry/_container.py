@@ -118,6 +118,7 @@ class Container:
         self._instances: dict[type[Any], Any] = {}
         self._lock = threading.RLock()
         self._runtime: Runtime | None = None
+        self._observer: Any = None
         self._install_defaults()
 
     def _install_defaults(self) -> None:
@@ -206,6 +207,16 @@ class Container:
         return self.singleton(Settings.from_env(level=level, capture_content=capture_content))
 
     # -- for the observer ----------------------------------------------------------------
+
+    def observer(self) -> Any:
+        """The `TelemetryObserver` of this container (one, built on first use): what a model
+        or registry given this container reports its calls to."""
+        observer = self._observer
+        if observer is None:
+            from ._observer import TelemetryObserver
+
+            observer = self._observer = TelemetryObserver(self)
+        return observer
 
     def runtime(self) -> Runtime:
         """The resolved tracer, metrics, logger and settings (built once)."""

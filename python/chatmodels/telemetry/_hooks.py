@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._container import get_container
+from ._container import Container, get_container
 from ._correlation import (
     current_correlation_id,
     new_correlation_id,
@@ -53,16 +53,22 @@ def _attributes(
 
 @contextlib.contextmanager
 def registry_operation(
-    op: str, provider: object = None, *, registry: Any = None, **attributes: Any
+    op: str,
+    provider: object = None,
+    *,
+    registry: Any = None,
+    container: Container | None = None,
+    **attributes: Any,
 ) -> Iterator[None]:
     """Run a registry operation under an INTERNAL span ``chatmodels.registry.{op}``.
 
     Attributes: chatmodels.operation, chatmodels.provider, chatmodels.backend (from
     `registry`) and each keyword as ``chatmodels.{name}``. A failure marks the span ERROR with
     error.type and gives a ChatModelError its correlation_id. A ``create`` also records the
-    creation metrics (outcome ``success`` or the error code, and its duration).
+    creation metrics (outcome ``success`` or the error code, and its duration). Recorded in
+    `container`, else the registry's own container, else the global one.
     """
-    runtime = get_container().runtime()
+    runtime = _container_of(registry, container).runtime()
     if runtime.off:
         yield
         return
@@ -107,19 +113,27 @@ def registry_operation(
             span.end()
 
 
-def record_resolution(provider: str, found: bool) -> None:
+def _container_of(registry: Any, container: Container | None = None) -> Container:
+    if container is None:
+        container = getattr(registry, "container", None)
+    return container if container is not None else get_container()
+
+
+def record_resolution(provider: str, found: bool, *, container: Container | None = None) -> None:
     """Count a provider lookup by name (for lookups a table does not count itself)."""
-    get_container().runtime().metrics.resolution(provider, found)
+    _container_of(None, container).runtime().metrics.resolution(provider, found)
 
 
-def record_creation(provider: str, outcome: str, seconds: float) -> None:
+def record_creation(
+    provider: str, outcome: str, seconds: float, *, container: Container | None = None
+) -> None:
     """Count a creation ("success" or the error code) and record how long it took."""
-    get_container().runtime().metrics.creation(provider, outcome, seconds)
+    _container_of(None, container).runtime().metrics.creation(provider, outcome, seconds)
 
 
-def record_health(statuses: Mapping[str, Any]) -> None:
+def record_health(statuses: Mapping[str, Any], *, container: Container | None = None) -> None:
     """Report each provider's last health status (a HealthStatus or its status string)."""
-    metrics = get_container().runtime().metrics
+    metrics = _container_of(None, container).runtime().metrics
     for provider, status in statuses.items():
         metrics.provider_health(provider, str(getattr(status, "status", status)))
 
@@ -128,6 +142,7 @@ def watch_registry(name: str, registry: Any) -> None:
     """Report this registry's size (chatmodels.registry.providers) and, when its table counts
     them, its resolutions, with the attribute ``chatmodels.registry=name``.
 
-    The global registry is watched as ``global`` without this call.
+    The global registry is watched as ``global`` without this call. Reported through the
+    registry's own container when it has one.
     """
-    get_container().runtime().metrics.watch_registry(name, registry)
+    _container_of(registry).runtime().metrics.watch_registry(name, registry)

@@ -96,6 +96,11 @@ class TelemetryObserver:
     def __init__(self, container: Container | None = None) -> None:
         self._container = container
 
+    @property
+    def enabled(self) -> bool:
+        """False at level off: the caller may then skip building the CallInfo."""
+        return not (self._container or get_container()).runtime().off
+
     def start(self, info: Any) -> NoOpScope | _Scope:
         """Begin observing a call described by `info` (a CallInfo)."""
         runtime = (self._container or get_container()).runtime()
