@@ -27,6 +27,9 @@ class StreamEnd(Exception):
     """Raised by `Adapter.parse_event` at the stream's end marker (such as ``[DONE]``)."""
 
 
+_STREAM_END = StreamEnd()
+
+
 class Adapter(Protocol):
     """A provider's wire format: pure functions of requests and response bytes.
 
@@ -250,7 +253,11 @@ class HTTPChatModel(ChatModel):
         try:
             for event in events:
                 out.extend(parse(event, state))
-        except (ChatModelError, StreamEnd) as exc:
+        except StreamEnd:
+            # Not the raised one: its traceback holds this frame, whose caller (the stream's
+            # generator) would hold it back, a cycle only the garbage collector frees.
+            return _STREAM_END
+        except ChatModelError as exc:
             return exc
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             error = InvalidResponseError(
