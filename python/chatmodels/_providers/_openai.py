@@ -182,6 +182,35 @@ class OpenAIAdapter:
         if data == b"[DONE]":
             raise StreamEnd
         obj = loads(data)
+        # The usual event first: a text delta of choice 0 and nothing else to read.
+        choices = obj.get("choices")
+        if (
+            type(choices) is list
+            and len(choices) == 1
+            and obj.get("usage") is None
+            and "x_groq" not in obj
+            and type(choices[0]) is dict
+        ):
+            choice = choices[0]
+            delta = choice.get("delta")
+            if (
+                choice.get("finish_reason") is None
+                and choice.get("index", 0) == 0
+                and type(delta) is dict
+                and not delta.get("tool_calls")
+            ):
+                return (
+                    ChatChunk(
+                        delta.get("content") or "",
+                        (),
+                        None,
+                        None,
+                        None,
+                        obj.get("id"),
+                        obj.get("model"),
+                        self.provider,
+                    ),
+                )
         if "error" in obj and "choices" not in obj:
             raise self.parse_error(500, NO_HEADERS, data)
         usage_raw = obj.get("usage")
