@@ -391,4 +391,8 @@ def loads(data: bytes) -> Any:
 
 def json_body(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as request bodies are sent."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode(payload).encode()
+
+
+# One encoder for every body: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
