@@ -1,17 +1,18 @@
-"""Per-call telemetry overhead, each level against level off, ratios measured in the same run.
+"""Per-call telemetry overhead, each level against no observer, ratios measured in the same run.
 
     python benches/bench_telemetry.py [--quick]
 
 One table. The loopback rows call the OpenAI-compatible test server (its own process, started
 with ``python -m chatmodels.testing serve --port 0``) through the ``openai`` provider at each
-level (off, metrics, standard, standard with content capture), the SDK's TracerProvider and
-MeterProvider injected with `chatmodels.configure` (a SimpleSpanProcessor over an exporter that
-drops everything, so the SDK's own synchronous cost is in the numbers; no export I/O). Beside
+level (off, metrics, standard, standard with content capture) and with no observer installed
+(``none``, the baseline: a call without chatmodels.telemetry at all), the SDK's TracerProvider
+and MeterProvider injected with `chatmodels.configure` (a SimpleSpanProcessor over an exporter
+that drops everything, so the SDK's own synchronous cost is in the numbers; no export I/O). Beside
 them: the openai SDK making the same request, bare and with opentelemetry-instrumentation-
 openai-v2 on the same providers.
 
 The in-process rows isolate the library's own cost from the network: the fake provider's
-`invoke` at each level against level off, CPU time of this thread (`time.thread_time`), and
+`invoke` at each level against no observer, CPU time of this thread (`time.thread_time`), and
 "SDK span" is one bare SDK span carrying the same attributes, the reference for the target
 "standard adds at most one SDK span + 3 us".
 
@@ -41,7 +42,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 MESSAGES = [{"role": "user", "content": "Say hello in twenty words."}]
 MODEL = "test-model"
-LEVELS = ("off", "metrics", "standard", "standard+content")
+LEVELS = ("none", "off", "metrics", "standard", "standard+content")
 
 
 class _Drop(SpanExporter):
@@ -56,6 +57,10 @@ def _providers() -> tuple[TracerProvider, MeterProvider]:
 
 
 def _set_level(level: str, tp: TracerProvider, mp: MeterProvider) -> None:
+    """Configure `level`; "none" is no observer at all (the baseline every row is against)."""
+    set_observer(None if level == "none" else telemetry.TelemetryObserver())
+    if level == "none":
+        return
     content = level.endswith("+content")
     chatmodels.configure(
         tracer_provider=tp,
@@ -149,7 +154,7 @@ def _loopback(
                 ours()
             rows.setdefault(level, []).append(_per_call(ours, calls, time.perf_counter))
         if client is not None:
-            chatmodels.configure(level="off")
+            _set_level("none", tp, mp)
             for name, instrumented in (("openai SDK", False), ("openai SDK + openai-v2", True)):
                 if instrumented:
                     if instrumentor is None:
@@ -221,9 +226,9 @@ def _print(loop: dict[str, list[float]], local: dict[str, list[float]]) -> None:
     print(f"{'':34}{'us':>14}{'us':>10}{'%':>9}{'added us':>12}")
     for level in LEVELS:
         per_call = statistics.median(loop[level])
-        added = _added(loop, level, "off") if level != "off" else 0.0
-        base = statistics.median(loop["off"])
-        local_added = _added(local, level, "off") if level != "off" else 0.0
+        added = _added(loop, level, "none") if level != "none" else 0.0
+        base = statistics.median(loop["none"])
+        local_added = _added(local, level, "none") if level != "none" else 0.0
         print(
             f"chatmodels {level:<23}{per_call:>14.1f}{added:>10.1f}{100 * added / base:>8.1f}%"
             f"{local_added:>12.2f}  {targets.get(level, '')}"

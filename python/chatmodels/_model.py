@@ -128,6 +128,8 @@ class ChatRequest:
     conversation_id: str | None = None
     provider_specific: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     stream: bool = False
+    #: the text of each system message, for telemetry's content capture
+    system_instructions: tuple[str, ...] = ()
 
 
 class ChatModel:
@@ -499,13 +501,19 @@ class ChatModel:
                 )
         if stream:
             _require(caps, Capability.STREAMING, "streaming", provider, op)
+        system: list[str] | None = None
         for msg in msgs:
             if msg.role == "system":
                 _require(caps, Capability.SYSTEM_PROMPT, "system messages", provider, op)
+                if system is None:
+                    system = []
+                system.append(msg.text)
             elif not isinstance(msg.content, str) and any(
                 isinstance(p, ImagePart) for p in msg.content
             ):
                 _require(caps, Capability.VISION, "image input", provider, op)
+        if system is not None:
+            request.system_instructions = tuple(system)
         return request
 
     def _begin(self, request: ChatRequest) -> CallScope:
@@ -520,19 +528,25 @@ class ChatModel:
             return NOOP_SCOPE
         address, port = self._server()
         fmt = request.response_format
+        meta = self.metadata
+        # Positional: half the cost of thirteen keywords on the per-call path. The order is
+        # CallInfo's: provider, gen_ai_provider_name, request_model, operation, server_address,
+        # server_port, params (the request's own fresh dict), stream, conversation_id,
+        # output_type, messages, tools, system_instructions.
         info = CallInfo(
-            provider=self.metadata.name,
-            gen_ai_provider_name=self.metadata.gen_ai_provider_name,
-            request_model=request.model,
-            server_address=address,
-            server_port=port,
-            params=dict(request.params),
-            stream=request.stream,
-            conversation_id=request.conversation_id,
-            output_type="json" if fmt is not None and fmt.type != "text" else "text",
-            messages=request.messages,
-            tools=request.tools,
-            system_instructions=tuple(m.text for m in request.messages if m.role == "system"),
+            meta.name,
+            meta.gen_ai_provider_name,
+            request.model,
+            "chat",
+            address,
+            port,
+            request.params,
+            request.stream,
+            request.conversation_id,
+            "text" if fmt is None or fmt.type == "text" else "json",
+            request.messages,
+            request.tools,
+            request.system_instructions,
         )
         return observer.start(info)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _container as _container_module
 from . import _content
 from ._container import Container, Runtime, get_container
 from ._correlation import (
@@ -27,6 +28,8 @@ from ._correlation import (
 from ._logging import log_event
 
 __all__ = ["NoOpScope", "TelemetryObserver"]
+
+_now = time.perf_counter
 
 _REQUEST_PARAMS = (
     ("temperature", "gen_ai.request.temperature"),
@@ -99,14 +102,22 @@ class TelemetryObserver:
     @property
     def enabled(self) -> bool:
         """False at level off: the caller may then skip building the CallInfo."""
-        return not (self._container or get_container()).runtime().off
+        return not _runtime(self._container).off
 
     def start(self, info: Any) -> NoOpScope | _Scope:
         """Begin observing a call described by `info` (a CallInfo)."""
-        runtime = (self._container or get_container()).runtime()
+        runtime = _runtime(self._container)
         if runtime.off:
             return _NOOP
-        return _Scope(runtime, info)
+        return _StreamScope(runtime, info) if info.stream else _Scope(runtime, info)
+
+
+def _runtime(container: Container | None) -> Runtime:
+    # `get_container().runtime()` with its two calls inlined when both are already built.
+    if container is None:
+        container = _container_module._global or get_container()
+    runtime = container._runtime
+    return runtime if runtime is not None else container.runtime()
 
 
 class _Static:
@@ -122,8 +133,8 @@ class _Static:
         address = getattr(info, "server_address", None)
         port = getattr(info, "server_port", None)
         self.key = (operation, _provider_name(info), model, address, port)
-        # Metric keys by (response model, error.type).
-        self.keys: dict[tuple[str | None, str | None], int] = {}
+        # Metric keys: by response model for successes, by (response model, error.type).
+        self.keys: dict[str | tuple[str | None, str] | None, int] = {}
 
 
 _STATIC_LIMIT = 512
@@ -235,10 +246,10 @@ class _Scope:
         self._cid: str | None = None  # None with a recording span: its trace id, on demand
         tracer = runtime.tracer
         if tracer is None:  # level metrics: no logs, so an id only for an error (in `fail`)
-            self._start = time.perf_counter()
+            self._start = _now()
             return
         inherited = own_correlation_id()
-        otel = _otel()
+        otel = _OTEL or _otel()
         span = self._span = tracer.start_span(
             static.name, kind=otel.CLIENT, attributes=_call_attributes(info, static)
         )
@@ -251,8 +262,8 @@ class _Scope:
             if not self._stream:
                 # The span is current for the layers below: log records and
                 # `current_correlation_id()` take the trace id from it.
-                self._attached = otel.attach(otel.set_span_in_context(span))
-                self._start = time.perf_counter()
+                self._attached = otel.attach(otel.set_span_in_context(span, otel.current()))
+                self._start = _now()
                 return
             if inherited is None:
                 self._cid = "%032x" % span.get_span_context().trace_id  # noqa: UP031
@@ -262,7 +273,7 @@ class _Scope:
             self._cid = inherited
         if self._cid is not inherited:
             self._cid_token = set_correlation_id(self._cid)
-        self._start = time.perf_counter()
+        self._start = _now()
 
     @property
     def correlation_id(self) -> str | None:
@@ -318,7 +329,7 @@ class _Scope:
 
     def chunk(self, chunk: Any) -> None:
         """A stream chunk arrived."""
-        now = time.perf_counter()
+        now = _now()
         if self._first is None:
             self._first = now - self._start
             span = self._span
@@ -345,7 +356,7 @@ class _Scope:
         count = len(chunks)
         if not count:
             return
-        now = time.perf_counter()
+        now = _now()
         gaps = self._gaps
         if self._first is None:
             self._first = now - self._start
@@ -379,13 +390,14 @@ class _Scope:
         if self._done:
             return
         self._done = True
-        duration = time.perf_counter() - self._start
+        duration = _now() - self._start
         usage = getattr(response, "usage", None)
-        self._record(duration, getattr(response, "model", None), None, usage)
+        model = getattr(response, "model", None)
+        self._record(duration, model, None, usage)
         span = self._span
         if span is not None:
             if span.is_recording():
-                attrs = _response_attributes(response, usage)
+                attrs = _response_attributes(response, model, usage)
                 if self._rt.capture_content:
                     attrs["gen_ai.output.messages"] = _content.output_messages(response)
                 span.set_attributes(attrs)
@@ -397,7 +409,7 @@ class _Scope:
         if self._done:
             return
         self._done = True
-        duration = time.perf_counter() - self._start
+        duration = _now() - self._start
         code = error_type(error)
         cid = self.correlation_id
         if cid is None:
@@ -432,17 +444,13 @@ class _Scope:
         if self._done:
             return
         self._done = True
-        self._record(time.perf_counter() - self._start, None, None, None)
+        self._record(_now() - self._start, None, None, None)
         span = self._span
         if span is not None:
             if span.is_recording():
                 span.set_attribute("chatmodels.stream.closed_early", True)
             self._finish_span(span)
         self._release()
-
-    def __del__(self) -> None:
-        if not self._done:
-            self.close()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -453,14 +461,20 @@ class _Scope:
         if not metrics.enabled:
             return
         static = self._static
-        key = static.keys.get((response_model, code))
+        keys = static.keys
+        key = keys.get(response_model if code is None else (response_model, code))
         if key is None:
             key = metrics.call_key(*static.key[1:], response_model, code, static.key[0])
-            if len(static.keys) < _STATIC_LIMIT:
-                static.keys[(response_model, code)] = key
-        inp = getattr(usage, "input_tokens", None) if usage is not None else None
-        out = getattr(usage, "output_tokens", None) if usage is not None else None
-        metrics.record_call(key, duration, -1 if inp is None else inp, -1 if out is None else out)
+            if len(keys) < _STATIC_LIMIT:
+                keys[response_model if code is None else (response_model, code)] = key
+        if usage is None:
+            metrics.record_call(key, duration, -1, -1)
+        else:
+            inp = getattr(usage, "input_tokens", None)
+            out = getattr(usage, "output_tokens", None)
+            metrics.record_call(
+                key, duration, -1 if inp is None else inp, -1 if out is None else out
+            )
         if self._stream:
             metrics.record_stream(key, self._first, self._gaps or [])
 
@@ -469,7 +483,7 @@ class _Scope:
         if attached is not None:
             self._attached = None
             try:  # noqa: SIM105 - contextlib.suppress costs more on the per-call path
-                _otel().detach(attached)
+                (_OTEL or _otel()).detach(attached)
             except Exception:  # never break the caller over telemetry
                 pass
         span.end()
@@ -481,45 +495,92 @@ class _Scope:
             reset_correlation_id(token)
 
 
-def _response_attributes(response: Any, usage: Any) -> dict[str, Any]:
+class _StreamScope(_Scope):
+    """A stream's scope: also ended when garbage-collected unfinished (a call's scope always
+    ends in its own frame, so only streams pay for a finaliser)."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        if not self._done:
+            self.close()
+
+
+_REASONS: dict[Any, tuple[str]] = {}
+
+
+def _reasons(reason: Any) -> tuple[str]:
+    found = _REASONS.get(reason)
+    if found is None:
+        found = (getattr(reason, "value", None) or str(reason),)
+        if len(_REASONS) < 64:
+            _REASONS[reason] = found
+    return found
+
+
+def _response_attributes(response: Any, model: str | None, usage: Any) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     rid = getattr(response, "id", None)
     if rid:
         attrs["gen_ai.response.id"] = rid
-    model = getattr(response, "model", None)
     if model:
         attrs["gen_ai.response.model"] = model
     reason = getattr(response, "finish_reason", None)
     if reason is not None:
-        attrs["gen_ai.response.finish_reasons"] = (getattr(reason, "value", None) or str(reason),)
+        attrs["gen_ai.response.finish_reasons"] = _REASONS.get(reason) or _reasons(reason)
     if usage is not None:
         attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
         attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
-        if usage.cache_read_input_tokens is not None:
-            attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_input_tokens
-        if usage.cache_creation_input_tokens is not None:
-            attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation_input_tokens
-        if usage.reasoning_tokens is not None:
-            attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+        value = usage.cache_read_input_tokens
+        if value is not None:
+            attrs["gen_ai.usage.cache_read.input_tokens"] = value
+        value = usage.cache_creation_input_tokens
+        if value is not None:
+            attrs["gen_ai.usage.cache_creation.input_tokens"] = value
+        value = usage.reasoning_tokens
+        if value is not None:
+            attrs["gen_ai.usage.reasoning.output_tokens"] = value
     return attrs
 
 
 class _OTel:
     """The OpenTelemetry names the hot path uses, imported once (not at package import)."""
 
-    __slots__ = ("CLIENT", "ERROR", "INTERNAL", "Status", "attach", "detach", "set_span_in_context")
+    __slots__ = (
+        "CLIENT",
+        "ERROR",
+        "INTERNAL",
+        "Status",
+        "attach",
+        "current",
+        "detach",
+        "set_span_in_context",
+    )
 
     def __init__(self) -> None:
+        from contextvars import ContextVar
+
         from opentelemetry import context, trace
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
         from opentelemetry.trace import Status, StatusCode
 
         self.CLIENT = trace.SpanKind.CLIENT
         self.INTERNAL = trace.SpanKind.INTERNAL
         self.ERROR = StatusCode.ERROR
         self.Status = Status
-        self.attach = context.attach
-        self.detach = context.detach
         self.set_span_in_context = trace.set_span_in_context
+        self.attach: Callable[[Any], Any] = context.attach
+        self.detach: Callable[[Any], None] = context.detach
+        self.current: Callable[[], Any] = context.get_current
+        runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+        var = getattr(runtime, "_current_context", None)
+        if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
+            # The default runtime context is one ContextVar: its set/reset/get are what
+            # attach/detach/get_current do, less three Python frames each on the per-call
+            # path. (A detach in the wrong context raises here; callers suppress it.)
+            self.attach = var.set
+            self.detach = var.reset
+            self.current = var.get
 
 
 _OTEL: _OTel | None = None
