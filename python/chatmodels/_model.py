@@ -688,12 +688,9 @@ def _note_of(scope: CallScope) -> Any:
     return getattr(scope, "chunk_batch", None)
 
 
-class ChatStream:
-    """A stream of `ChatChunk`s; iterate it, and close it (or use ``with``) to stop early.
-
-    The call's telemetry scope ends exactly once: when the stream is exhausted, fails, is
-    closed, or is garbage-collected.
-    """
+class _Stream:
+    """What `ChatStream` and `AsyncChatStream` share: the batches still to hand out, the
+    chunk being handed out, the call's telemetry scope and what it has accumulated."""
 
     __slots__ = (
         "_acc",
@@ -710,7 +707,7 @@ class ChatStream:
 
     def __init__(
         self,
-        batches: Iterator[Sequence[ChatChunk]],
+        batches: Any,
         scope: CallScope,
         model: ChatModel,
         op: str,
@@ -726,13 +723,25 @@ class ChatStream:
         self._note = _note_of(scope) if self._acc is not None else None
         self._start = time.perf_counter()
 
-    def __iter__(self) -> ChatStream:
-        return self
-
     @property
     def provider(self) -> str:
         """The provider this stream comes from."""
         return self._model.provider
+
+
+class ChatStream(_Stream):
+    """A stream of `ChatChunk`s; iterate it, and close it (or use ``with``) to stop early.
+
+    The call's telemetry scope ends exactly once: when the stream is exhausted, fails, is
+    closed, or is garbage-collected.
+    """
+
+    __slots__ = ()
+
+    _batches: Iterator[Sequence[ChatChunk]]
+
+    def __iter__(self) -> ChatStream:
+        return self
 
     def __next__(self) -> ChatChunk:
         buf, i = self._buf, self._i
@@ -792,47 +801,15 @@ class ChatStream:
             self.close()
 
 
-class AsyncChatStream:
+class AsyncChatStream(_Stream):
     """The async twin of `ChatStream`: ``async for``, `aclose()`, ``async with``."""
 
-    __slots__ = (
-        "_acc",
-        "_batches",
-        "_buf",
-        "_ended",
-        "_i",
-        "_model",
-        "_note",
-        "_op",
-        "_scope",
-        "_start",
-    )
+    __slots__ = ()
 
-    def __init__(
-        self,
-        batches: AsyncIterator[Sequence[ChatChunk]],
-        scope: CallScope,
-        model: ChatModel,
-        op: str,
-    ) -> None:
-        self._batches = batches
-        self._buf: Sequence[ChatChunk] = ()
-        self._i = 0
-        self._scope = scope
-        self._model = model
-        self._op = op
-        self._ended = False
-        self._acc = Accumulator() if scope is not NOOP_SCOPE else None
-        self._note = _note_of(scope) if self._acc is not None else None
-        self._start = time.perf_counter()
+    _batches: AsyncIterator[Sequence[ChatChunk]]
 
     def __aiter__(self) -> AsyncChatStream:
         return self
-
-    @property
-    def provider(self) -> str:
-        """The provider this stream comes from."""
-        return self._model.provider
 
     async def __anext__(self) -> ChatChunk:
         buf, i = self._buf, self._i
