@@ -123,6 +123,41 @@ def test_429_with_retry_after_is_retried_then_succeeds() -> None:
     assert len(server.requests) == 3
 
 
+def _call_once(model: Any, kind: str) -> None:
+    """One call of `kind` (invoke, stream, ainvoke, astream), consumed to the end."""
+    if kind == "invoke":
+        model.invoke("hi")
+    elif kind == "stream":
+        list(model.stream("hi"))
+    else:
+
+        async def run() -> None:
+            try:
+                if kind == "ainvoke":
+                    await model.ainvoke("hi")
+                else:
+                    async for _ in model.astream("hi"):
+                        pass
+            finally:
+                await model.aclose()
+
+        asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["invoke", "stream", "ainvoke", "astream"])
+def test_a_retry_after_too_long_to_wait_is_not_retried(kind: str) -> None:
+    # Retry-After beyond MAX_RETRY_AFTER: every call kind hands the 429 back at once, after
+    # exactly one request (streams used to send once more to get a readable response).
+    replies = [_error(429, "slow down", **{"Retry-After": "3600"})] * 3
+    with (
+        ReplayServer(replies) as server,
+        _model(server.base_url, max_retries=2) as model,
+        pytest.raises(chatmodels.RateLimitError),
+    ):
+        _call_once(model, kind)
+    assert len(server.requests) == 1
+
+
 def test_retries_are_bounded_by_max_retries() -> None:
     with (
         ReplayServer([_error(502, "bad gateway", **{"retry-after-ms": "1"})] * 4) as server,

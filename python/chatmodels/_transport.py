@@ -457,29 +457,47 @@ class Transport:
                     conn.close()
                     raise
             except (OSError, http.client.HTTPException) as exc:
-                error = self._exc_to_error(exc, limit)
-                scope.attempt(attempt, error)
-                if attempt >= last:
+                error, delay = self._after_failure(attempt, last, exc, limit, scope)
+                if delay is None:
                     raise error from exc
-                time.sleep(backoff_delay(attempt))
+                time.sleep(delay)
                 continue
             if resp.will_close:
                 conn.close()
             else:
                 self._release(conn)
-            status = resp.status
             headers: Headers = resp.headers
-            if status < 300 or not _retryable_status(status) or attempt >= last:
-                if status >= 300:
-                    scope.attempt(attempt, self._status_error(status, headers))
-                elif scope is not NOOP_SCOPE:
-                    scope.attempt(attempt, None)
-                return WireResponse(status, headers, _decode_body(headers, body))
-            wait = _retry_after(headers)
-            scope.attempt(attempt, self._status_error(status, headers))
-            if wait is not None and wait > MAX_RETRY_AFTER:
-                return WireResponse(status, headers, _decode_body(headers, body))
-            time.sleep(backoff_delay(attempt, wait))
+            delay = self._after_status(attempt, last, resp.status, headers, scope)
+            if delay is None:
+                return WireResponse(resp.status, headers, _decode_body(headers, body))
+            time.sleep(delay)
+
+    def _after_status(
+        self, attempt: int, last: int, status: int, headers: Headers, scope: CallScope
+    ) -> float | None:
+        """Report attempt `attempt` to `scope`; None to hand its response to the caller, else
+        the seconds to wait before the next attempt (a retryable status with tries left and a
+        Retry-After, if any, that is not too long)."""
+        if status < 300:
+            if scope is not NOOP_SCOPE:
+                scope.attempt(attempt, None)
+            return None
+        scope.attempt(attempt, self._status_error(status, headers))
+        if not _retryable_status(status) or attempt >= last:
+            return None
+        wait = _retry_after(headers)
+        if wait is not None and wait > MAX_RETRY_AFTER:
+            return None
+        return backoff_delay(attempt, wait)
+
+    def _after_failure(
+        self, attempt: int, last: int, exc: BaseException, limit: float, scope: CallScope
+    ) -> tuple[ChatModelError, float | None]:
+        """Report a failed attempt; its error, and the seconds to wait before the next attempt
+        (None when the tries are spent)."""
+        error = self._exc_to_error(exc, limit)
+        scope.attempt(attempt, error)
+        return error, (None if attempt >= last else backoff_delay(attempt))
 
     def _status_error(self, status: int, headers: Headers) -> ChatModelError:
         return make_error(
@@ -508,28 +526,16 @@ class Transport:
             try:
                 conn, resp = self._send(req, limit)
             except (OSError, http.client.HTTPException) as exc:
-                error = self._exc_to_error(exc, limit)
-                scope.attempt(attempt, error)
-                if attempt >= last:
+                error, delay = self._after_failure(attempt, last, exc, limit, scope)
+                if delay is None:
                     raise error from exc
-                time.sleep(backoff_delay(attempt))
+                time.sleep(delay)
                 continue
-            status = resp.status
-            headers: Headers = resp.headers
-            if status < 300 or not _retryable_status(status) or attempt >= last:
-                if status >= 300:
-                    scope.attempt(attempt, self._status_error(status, headers))
-                elif scope is not NOOP_SCOPE:
-                    scope.attempt(attempt, None)
+            delay = self._after_status(attempt, last, resp.status, resp.headers, scope)
+            if delay is None:
                 return SyncStream(self, conn, resp, limit)
-            wait = _retry_after(headers)
-            scope.attempt(attempt, self._status_error(status, headers))
-            SyncStream(self, conn, resp, limit).body()
-            if wait is not None and wait > MAX_RETRY_AFTER:
-                # Spent: send once more so the caller gets a response it can read.
-                last = attempt + 1
-                continue
-            time.sleep(backoff_delay(attempt, wait))
+            SyncStream(self, conn, resp, limit).body()  # read to the end: the connection is reused
+            time.sleep(delay)
 
     # -- async -----------------------------------------------------------------------------
 
@@ -609,25 +615,15 @@ class Transport:
             except Exception as exc:
                 if not _is_transport_exc(exc):
                     raise
-                error = self._exc_to_error(exc, limit)
-                scope.attempt(attempt, error)
-                if attempt >= last:
+                error, delay = self._after_failure(attempt, last, exc, limit, scope)
+                if delay is None:
                     raise error from exc
-                await asyncio.sleep(backoff_delay(attempt))
+                await asyncio.sleep(delay)
                 continue
-            status = resp.status
-            headers: Headers = resp.headers
-            if status < 300 or not _retryable_status(status) or attempt >= last:
-                if status >= 300:
-                    scope.attempt(attempt, self._status_error(status, headers))
-                elif scope is not NOOP_SCOPE:
-                    scope.attempt(attempt, None)
-                return WireResponse(status, headers, body)
-            wait = _retry_after(headers)
-            scope.attempt(attempt, self._status_error(status, headers))
-            if wait is not None and wait > MAX_RETRY_AFTER:
-                return WireResponse(status, headers, body)
-            await asyncio.sleep(backoff_delay(attempt, wait))
+            delay = self._after_status(attempt, last, resp.status, resp.headers, scope)
+            if delay is None:
+                return WireResponse(resp.status, resp.headers, body)
+            await asyncio.sleep(delay)
 
     async def astream(
         self, req: WireRequest, *, timeout: float | None = None, scope: CallScope = NOOP_SCOPE
@@ -646,27 +642,16 @@ class Transport:
             except Exception as exc:
                 if not _is_transport_exc(exc):
                     raise
-                error = self._exc_to_error(exc, limit)
-                scope.attempt(attempt, error)
-                if attempt >= last:
+                error, delay = self._after_failure(attempt, last, exc, limit, scope)
+                if delay is None:
                     raise error from exc
-                await asyncio.sleep(backoff_delay(attempt))
+                await asyncio.sleep(delay)
                 continue
-            status = resp.status
-            headers: Headers = resp.headers
-            if status < 300 or not _retryable_status(status) or attempt >= last:
-                if status >= 300:
-                    scope.attempt(attempt, self._status_error(status, headers))
-                elif scope is not NOOP_SCOPE:
-                    scope.attempt(attempt, None)
+            delay = self._after_status(attempt, last, resp.status, resp.headers, scope)
+            if delay is None:
                 return AsyncStream(self, resp, limit)
-            wait = _retry_after(headers)
-            scope.attempt(attempt, self._status_error(status, headers))
             resp.release()
-            if wait is not None and wait > MAX_RETRY_AFTER:
-                last = attempt + 1
-                continue
-            await asyncio.sleep(backoff_delay(attempt, wait))
+            await asyncio.sleep(delay)
 
     # -- lifecycle -------------------------------------------------------------------------
 
