@@ -654,7 +654,7 @@ def _parse_reply(text: str, fmt: ResponseFormat, provider: str) -> Any:
         ) from exc
 
 
-def _end_early(stream: ChatStream | AsyncChatStream) -> None:
+def _end_early(stream: _Stream) -> None:
     """End a stream's scope as closed early (a scope without `close`: end with what arrived)."""
     stream._buf = ()
     if stream._ended:
@@ -667,7 +667,7 @@ def _end_early(stream: ChatStream | AsyncChatStream) -> None:
         close()
 
 
-def _observe_batch(stream: ChatStream | AsyncChatStream, batch: Sequence[ChatChunk]) -> None:
+def _observe_batch(stream: _Stream, batch: Sequence[ChatChunk]) -> None:
     """Tell the scope (and the accumulator its `end` needs) about chunks that arrived."""
     acc = stream._acc
     if acc is None:
@@ -728,6 +728,29 @@ class _Stream:
         """The provider this stream comes from."""
         return self._model.provider
 
+    def _deliver(self, batch: Sequence[ChatChunk]) -> ChatChunk:
+        """Start handing out a new (non-empty) batch: observe it, return its first chunk."""
+        self._buf, self._i = batch, 1
+        if self._acc is not None:
+            _observe_batch(self, batch)
+        return batch[0]
+
+    def _finish(self) -> None:
+        """The batches are exhausted: end the call with what arrived (once)."""
+        self._buf = ()
+        if self._ended:
+            return
+        self._ended = True
+        if self._acc is not None:
+            latency = time.perf_counter() - self._start
+            self._scope.end(self._acc.response(self._model.provider, latency))
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """The batches raised: end the call as failed; the error the caller should see."""
+        self._buf = ()
+        self._ended = True
+        return self._model._failed(self._scope, exc, self._op)
+
 
 class ChatStream(_Stream):
     """A stream of `ChatChunk`s; iterate it, and close it (or use ``with``) to stop early.
@@ -756,28 +779,14 @@ class ChatStream(_Stream):
             while not buf:
                 buf = next(batches)
         except StopIteration:
-            self._buf = ()
             self._finish()
             raise
         except BaseException as exc:
-            self._buf = ()
-            self._ended = True
-            error = self._model._failed(self._scope, exc, self._op)
+            error = self._failed(exc)
             if error is exc:
                 raise
             raise error from exc
-        self._buf, self._i = buf, 1
-        if self._acc is not None:
-            _observe_batch(self, buf)
-        return buf[0]
-
-    def _finish(self) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        if self._acc is not None:
-            latency = time.perf_counter() - self._start
-            self._scope.end(self._acc.response(self._model.provider, latency))
+        return self._deliver(buf)
 
     def close(self) -> None:
         """Stop early: release the connection and end the call as closed early."""
@@ -824,28 +833,14 @@ class AsyncChatStream(_Stream):
             while not buf:
                 buf = await batches.__anext__()
         except StopAsyncIteration:
-            self._buf = ()
             self._finish()
             raise
         except BaseException as exc:
-            self._buf = ()
-            self._ended = True
-            error = self._model._failed(self._scope, exc, self._op)
+            error = self._failed(exc)
             if error is exc:
                 raise
             raise error from exc
-        self._buf, self._i = buf, 1
-        if self._acc is not None:
-            _observe_batch(self, buf)
-        return buf[0]
-
-    def _finish(self) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        if self._acc is not None:
-            latency = time.perf_counter() - self._start
-            self._scope.end(self._acc.response(self._model.provider, latency))
+        return self._deliver(buf)
 
     async def aclose(self) -> None:
         """Stop early: release the connection and end the call as closed early."""
