@@ -470,6 +470,7 @@ def test_recorded_exchange_span(sdk: SDK, provider: str, cassette: Path) -> None
         (span,) = sdk.spans("chat ")
         assert span.name == f"chat {model_name}"
         assert span.kind is SpanKind.CLIENT
+        assert KEY not in span.to_json(), "the API key reached a span (attributes or events)"
         attrs = dict(span.attributes or {})
         first_chunk = attrs.pop("gen_ai.response.time_to_first_chunk", None)
         assert (first_chunk is not None) == (stream and response is not None)
