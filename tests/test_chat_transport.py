@@ -340,3 +340,12 @@ def test_sync_close_schedules_the_session_close_on_a_loop_in_another_thread() ->
             thread.join(10)
         if not loop.is_closed():
             loop.close()
+
+
+def test_the_async_http_stack_is_installed_with_the_package() -> None:
+    """`pip install chatmodels` is enough for `ainvoke` and `astream`: aiohttp is a runtime
+    requirement, not an extra (it is imported on the first async call only)."""
+    import importlib.metadata
+
+    required = importlib.metadata.requires("chatmodels") or []
+    assert [r for r in required if r.startswith("aiohttp") and "extra ==" not in r]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import chatmodels
 import pytest
 from chatmodels import ErrorCode
+from chatmodels._http_model import StreamEnd
 from chatmodels._transport import Transport, WireRequest
 from chatmodels.testing import OpenAICompatibleServer
 from replay_helpers import EventChunkedReplay, json_interaction
@@ -151,3 +152,44 @@ def test_a_malformed_event_after_good_ones_is_invalid_response() -> None:
             next(stream)
         assert isinstance(caught.value.__cause__, ValueError)
         model.close()
+
+
+def _events(*datas: bytes) -> list[tuple[str | None, bytes]]:
+    return [(None, data) for data in datas]
+
+
+def _text_event(text: str) -> bytes:
+    return (_EVENT % text.encode())[6:-2]
+
+
+def test_a_read_of_events_parses_as_its_events_one_by_one() -> None:
+    from chatmodels._providers._openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter("openai", None)
+    usage = b'{"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+    events = _events(_text_event("a"), _text_event("b"), usage, b"[DONE]", _text_event("late"))
+    together: list[chatmodels.ChatChunk] = []
+    with pytest.raises(StreamEnd):
+        adapter.parse_events(events, {}, together)
+    alone: list[chatmodels.ChatChunk] = []
+    for event in events[:3]:
+        got = adapter.parse_event(event, {})
+        alone.extend([got] if isinstance(got, chatmodels.ChatChunk) else got)
+    assert together == alone
+    assert [c.text for c in together] == ["a", "b", ""]
+    assert together[-1].usage is not None
+    assert together[-1].usage.total_tokens == 5
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"{not json}", b"1,2", b'{"x":[1'],  # not JSON; two values in one event; half a value
+)
+def test_a_bad_event_in_a_read_keeps_the_chunks_before_it(bad: bytes) -> None:
+    from chatmodels._providers._openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter("openai", None)
+    out: list[chatmodels.ChatChunk] = []
+    with pytest.raises((ValueError, AttributeError)):
+        adapter.parse_events(_events(_text_event("a"), bad, _text_event("c")), {}, out)
+    assert [c.text for c in out] == ["a"]

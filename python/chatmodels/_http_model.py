@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 from ._errors import ChatModelError, ErrorCode, InvalidResponseError, make_error
@@ -49,9 +49,13 @@ class Adapter(Protocol):
     def new_decoder(self) -> FrameDecoder:
         """A frame decoder for a streamed body (`SSEDecoder`, `NDJSONDecoder`, ...)."""
 
-    def parse_event(self, event: Any, state: dict[str, Any]) -> Iterable[ChatChunk]:
-        """The chunks in one decoded stream event; `state` persists across one stream's
-        events. Raise `StreamEnd` at the end marker, a `ChatModelError` for an error event."""
+    def parse_event(self, event: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
+        """The chunk (or chunks) in one decoded stream event; `state` persists across one
+        stream's events. Raise `StreamEnd` at the end marker, a `ChatModelError` for an
+        error event."""
+
+    # An adapter may also have ``parse_events(events, state, out)``: the chunks of all the
+    # events of one network read appended to `out` (same errors), for a faster batch path.
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
         """The error an HTTP error response means (see `error_from_response`)."""
@@ -182,6 +186,9 @@ class HTTPChatModel(ChatModel):
             )
         self.adapter = adapter
         self.supported_params = adapter.supported_params  # type: ignore[misc]
+        self._parse_events: Callable[[Any, dict[str, Any], list[ChatChunk]], None] | None = getattr(
+            adapter, "parse_events", None
+        )
         self.transport = Transport(
             url,
             timeout=opts.timeout or metadata.default_timeout,
@@ -250,9 +257,17 @@ class HTTPChatModel(ChatModel):
         """Parse `events` into `out`. Returns what stopped it early (`StreamEnd`, a
         `ChatModelError`), for the caller to raise once it has delivered `out`."""
         parse = self.adapter.parse_event
+        append = out.append
         try:
+            if self._parse_events is not None:
+                self._parse_events(events, state, out)
+                return None
             for event in events:
-                out.extend(parse(event, state))
+                chunks = parse(event, state)
+                if type(chunks) is ChatChunk:  # the usual event: one chunk
+                    append(chunks)
+                else:
+                    out.extend(chunks)  # type: ignore[arg-type]
         except StreamEnd:
             # Not the raised one: its traceback holds this frame, whose caller (the stream's
             # generator) would hold it back, a cycle only the garbage collector frees.
@@ -387,6 +402,19 @@ def loads(data: bytes) -> Any:
     if end != len(text) and text[end:].strip():
         raise ValueError(f"extra data after the JSON value at position {end}")
     return value
+
+
+def loads_many(items: Sequence[bytes]) -> list[Any] | None:
+    """The JSON value in each of `items`, decoded in one pass as one array (the decoder's
+    per-call cost is then paid once, and the keys they share are decoded once); None when
+    they do not make one array of exactly as many values (decode them one by one then)."""
+    if len(items) < 2:
+        return [loads(item) for item in items]
+    try:
+        values = loads(b"[" + b",".join(items) + b"]")
+    except ValueError:
+        return None
+    return values if len(values) == len(items) else None
 
 
 def json_body(payload: Mapping[str, Any]) -> bytes:

@@ -719,8 +719,11 @@ class _Stream:
         self._model = model
         self._op = op
         self._ended = False
-        self._acc = Accumulator() if scope is not NOOP_SCOPE else None
-        self._note = _note_of(scope) if self._acc is not None else None
+        # A scope that reads no chunks (the no-op one, or telemetry with nothing installed
+        # behind it) costs the stream nothing per chunk, and its `end` is given None.
+        watching = getattr(scope, "observes_chunks", True)
+        self._acc = Accumulator() if watching else None
+        self._note = _note_of(scope) if watching else None
         self._start = time.perf_counter()
 
     @property
@@ -741,9 +744,12 @@ class _Stream:
         if self._ended:
             return
         self._ended = True
-        if self._acc is not None:
+        acc = self._acc
+        if acc is not None:
             latency = time.perf_counter() - self._start
-            self._scope.end(self._acc.response(self._model.provider, latency))
+            self._scope.end(acc.response(self._model.provider, latency))
+        else:
+            self._scope.end(None)  # type: ignore[arg-type]
 
     def _failed(self, exc: BaseException) -> BaseException:
         """The batches raised: end the call as failed; the error the caller should see."""

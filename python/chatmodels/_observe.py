@@ -66,7 +66,11 @@ class CallScope(Protocol):
         is called once per batch of chunks that arrived together, instead of this."""
 
     def end(self, response: ChatResponse) -> None:
-        """The call finished with `response` (for a stream: what it accumulated)."""
+        """The call finished with `response` (for a stream: what it accumulated).
+
+        A scope may have a false ``observes_chunks`` attribute: then a stream tells it
+        nothing per chunk and ends it with ``end(None)``, accumulating nothing for it.
+        """
 
     def fail(self, error: ChatModelError) -> None:
         """The call failed; the scope may set ``error.correlation_id``."""
@@ -88,6 +92,7 @@ class CallObserver(Protocol):
 
 class _NoopScope:
     __slots__ = ()
+    observes_chunks = False
 
     def attempt(self, number: int, error: ChatModelError | None) -> None:
         pass

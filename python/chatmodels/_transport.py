@@ -212,7 +212,7 @@ class SSEDecoder:
                     out.append(
                         (self._event, pending[0] if len(pending) == 1 else b"\n".join(pending))
                     )
-                    pending = self._data = []
+                    pending.clear()
                 self._event = None
             elif line[:6] == b"data: ":
                 pending.append(line[6:])

@@ -43,14 +43,14 @@ def _chunks_text(content: Any) -> Any:
     )
 
 
-def _flatten_content(data: Any) -> bytes:
-    """A response or chunk body re-encoded with list contents flattened to text."""
+def _flatten_content(data: Any) -> Any:
+    """A decoded response or chunk, its list contents flattened to text (in place)."""
     for choice in data.get("choices") or ():
         for key in ("message", "delta"):
             msg = choice.get(key)
             if isinstance(msg, dict) and isinstance(msg.get("content"), list):
                 msg["content"] = _chunks_text(msg["content"])
-    return json_body(data)
+    return data
 
 
 class _RequestIdHeaders:
@@ -106,18 +106,16 @@ class MistralAdapter(OpenAIAdapter):
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``chat.completion``; list content (reasoning models) reduced to its text."""
         if any(marker in body for marker in _LIST_CONTENT):
-            body = _flatten_content(loads(body))
+            body = json_body(_flatten_content(loads(body)))
         return super().parse_response(body, request)
 
-    def parse_event(
-        self, event: tuple[str | None, bytes], state: dict[str, Any]
-    ) -> Iterable[ChatChunk]:
-        """One ``chat.completion.chunk``. Mistral streams each tool call whole, and parallel
-        calls may all say index 0: calls are numbered by their ids instead."""
-        data = event[1]
-        if any(marker in data for marker in _LIST_CONTENT):
-            event = (event[0], _flatten_content(loads(data)))
-        chunks = super().parse_event(event, state)
+    def parse_chunk(self, obj: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
+        """One decoded ``chat.completion.chunk``, list content reduced to its text. Mistral
+        streams each tool call whole, and parallel calls may all say index 0: calls are
+        numbered by their ids instead."""
+        chunks = super().parse_chunk(_flatten_content(obj), state)
+        if isinstance(chunks, ChatChunk):  # a text delta: no tool call to renumber
+            return chunks
         out = []
         for chunk in chunks:
             if chunk.tool_call_deltas:

@@ -9,12 +9,19 @@ data-plane reference (``/openai/deployments/{deployment}/chat/completions?api-ve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
+from .._http_model import (
+    HTTPChatModel,
+    StreamEnd,
+    error_from_response,
+    json_body,
+    loads,
+    loads_many,
+)
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
@@ -176,12 +183,41 @@ class OpenAIAdapter:
 
     def parse_event(
         self, event: tuple[str | None, bytes], state: dict[str, Any]
-    ) -> Iterable[ChatChunk]:
+    ) -> ChatChunk | Iterable[ChatChunk]:
         """One ``chat.completion.chunk``; ``[DONE]`` ends the stream."""
         data = event[1]
         if data == b"[DONE]":
             raise StreamEnd
-        obj = loads(data)
+        return self.parse_chunk(loads(data), state)
+
+    def parse_events(
+        self,
+        events: Sequence[tuple[str | None, bytes]],
+        state: dict[str, Any],
+        out: list[ChatChunk],
+    ) -> None:
+        """The events of one network read into `out`, their JSON decoded in one pass (a
+        third faster than one by one on a stream's many small events)."""
+        datas = [event[1] for event in events]
+        done = b"[DONE]" in datas
+        if done:
+            datas = datas[: datas.index(b"[DONE]")]
+        decoded = loads_many(datas)
+        # Not one JSON value each: one by one, up to the event in error.
+        objs: Iterable[Any] = map(loads, datas) if decoded is None else decoded
+        parse = self.parse_chunk
+        append = out.append
+        for obj in objs:
+            chunks = parse(obj, state)
+            if type(chunks) is ChatChunk:
+                append(chunks)
+            else:
+                out.extend(chunks)  # type: ignore[arg-type]
+        if done:
+            raise StreamEnd
+
+    def parse_chunk(self, obj: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
+        """The chunk in one decoded ``chat.completion.chunk`` (none for an empty one)."""
         # The usual event first: a text delta of choice 0 and nothing else to read.
         choices = obj.get("choices")
         if (
@@ -199,20 +235,18 @@ class OpenAIAdapter:
                 and type(delta) is dict
                 and not delta.get("tool_calls")
             ):
-                return (
-                    ChatChunk(
-                        delta.get("content") or "",
-                        (),
-                        None,
-                        None,
-                        None,
-                        obj.get("id"),
-                        obj.get("model"),
-                        self.provider,
-                    ),
+                return ChatChunk(
+                    delta.get("content") or "",
+                    (),
+                    None,
+                    None,
+                    None,
+                    obj.get("id"),
+                    obj.get("model"),
+                    self.provider,
                 )
         if "error" in obj and "choices" not in obj:
-            raise self.parse_error(500, NO_HEADERS, data)
+            raise self.parse_error(500, NO_HEADERS, json_body(obj))
         usage_raw = obj.get("usage")
         if usage_raw is None:
             extra = obj.get("x_groq")  # Groq reports stream usage here

@@ -65,6 +65,8 @@ class Runtime:
     """
 
     __slots__ = (
+        "_metrics_api",
+        "_trace_api",
         "capture_content",
         "debug",
         "logger",
@@ -88,14 +90,31 @@ class Runtime:
         self.statics: dict[tuple[Any, ...], Any] = {}
         self.tracer: Any = None
         self.metrics: Metrics = NoOpMetrics()
+        self._trace_api: Any = None
+        self._metrics_api: Any = None
         if self.off:
             return
         meter_provider: Any = container.resolve(MeterProviderKey)
         meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
         self.metrics = OTelMetrics(meter, on_drop=self._log_drop)
+        self._metrics_api = _api_behind_proxy(meter_provider)
         if self.tracing:
             tracer_provider: Any = container.resolve(TracerProviderKey)
             self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
+            self._trace_api = _api_behind_proxy(tracer_provider)
+
+    # The API's global providers are proxies: until the application installs an SDK provider
+    # behind them, what they make goes nowhere, and a call need not pay for building it.
+
+    def tracer_idle(self) -> bool:
+        """Whether the tracer is the API's global proxy with no SDK provider installed yet."""
+        api = self._trace_api
+        return api is not None and api._TRACER_PROVIDER is None
+
+    def meter_idle(self) -> bool:
+        """Whether the meter is the API's global proxy with no SDK provider installed yet."""
+        api = self._metrics_api
+        return api is not None and api._METER_PROVIDER is None
 
     def _log_drop(self, count: int) -> None:
         self.logger.warning(
@@ -227,6 +246,20 @@ class Container:
                     self._runtime = Runtime(self)
                 runtime = self._runtime
         return runtime
+
+
+def _api_behind_proxy(provider: Any) -> Any:
+    """The API module holding the global provider that `provider` stands in for, when
+    `provider` is the API's global proxy; else None (a real provider is never idle)."""
+    from opentelemetry import trace
+    from opentelemetry.metrics import _internal as metrics_api
+
+    if type(provider) is trace.ProxyTracerProvider and hasattr(trace, "_TRACER_PROVIDER"):
+        return trace
+    proxy = getattr(metrics_api, "_ProxyMeterProvider", None)
+    if type(provider) is proxy and hasattr(metrics_api, "_METER_PROVIDER"):
+        return metrics_api
+    return None
 
 
 def _global_tracer_provider(_: Container) -> Any:

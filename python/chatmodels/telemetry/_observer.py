@@ -63,6 +63,7 @@ class NoOpScope:
 
     __slots__ = ()
     correlation_id = None
+    observes_chunks = False
 
     def attempt(self, number: int, error: BaseException | None) -> None:
         """Nothing."""
@@ -104,12 +105,19 @@ class TelemetryObserver:
         """False at level off: the caller may then skip building the CallInfo."""
         return not _runtime(self._container).off
 
-    def start(self, info: Any) -> NoOpScope | _Scope:
+    def start(self, info: Any) -> NoOpScope | _QuietScope | _Scope:
         """Begin observing a call described by `info` (a CallInfo)."""
         runtime = _runtime(self._container)
         if runtime.off:
             return _NOOP
-        return _StreamScope(runtime, info) if info.stream else _Scope(runtime, info)
+        tracer = runtime.tracer
+        if tracer is not None and runtime.tracer_idle():
+            tracer = None
+        metrics = None if runtime.meter_idle() else runtime.metrics
+        if tracer is None and metrics is None:
+            return _QuietScope(runtime, info)
+        scope = _StreamScope if info.stream else _Scope
+        return scope(runtime, info, tracer, metrics)
 
 
 def _runtime(container: Container | None) -> Runtime:
@@ -210,6 +218,99 @@ def _provider_name(info: Any) -> str:
     return str(getattr(info, "gen_ai_provider_name", None) or getattr(info, "provider", "_OTHER"))
 
 
+def _log_attempt(
+    runtime: Runtime, info: Any, number: int, error: BaseException, cid: str | None, span: Any
+) -> None:
+    log_event(
+        runtime.logger,
+        logging.INFO,
+        f"attempt {number} failed: {error}",
+        op="chat",
+        provider=getattr(info, "provider", None),
+        model=getattr(info, "request_model", None),
+        code=error_type(error),
+        correlation_id=cid,
+        span=span,
+    )
+
+
+def _log_failure(
+    runtime: Runtime, info: Any, error: BaseException, code: str, cid: str | None, span: Any
+) -> None:
+    log_event(
+        runtime.logger,
+        logging.WARNING,
+        f"chat call failed: {error}",
+        op=str(getattr(error, "op", None) or "chat"),
+        provider=getattr(info, "provider", None),
+        model=getattr(info, "request_model", None),
+        code=code,
+        correlation_id=cid,
+        span=span,
+    )
+
+
+class _QuietScope:
+    """A call's scope while both global providers are idle proxies (no SDK installed): no
+    span and no metrics, which would go nowhere; the correlation id and the log records of
+    failures as at any level. It reads neither chunks nor the response."""
+
+    __slots__ = ("_done", "_info", "_rt", "_token", "correlation_id")
+
+    observes_chunks = False
+
+    def __init__(self, runtime: Runtime, info: Any) -> None:
+        self._rt = runtime
+        self._info = info
+        self._done = False
+        self._token: Any = None
+        cid: str | None = None
+        if runtime.tracing:  # logs may be written below: they carry the id
+            cid = own_correlation_id()
+            if cid is None:
+                cid = new_correlation_id()
+                self._token = set_correlation_id(cid)
+        self.correlation_id = cid
+
+    def attempt(self, number: int, error: BaseException | None) -> None:
+        """A failed attempt is logged (an attempt that succeeded records nothing)."""
+        if error is not None and self._rt.tracing:
+            _log_attempt(self._rt, self._info, number, error, self.correlation_id, None)
+
+    def chunk(self, chunk: Any) -> None:
+        """Nothing."""
+
+    def chunk_batch(self, chunks: Sequence[Any]) -> None:
+        """Nothing."""
+
+    def end(self, response: Any) -> None:
+        """The call succeeded."""
+        self.close()
+
+    def fail(self, error: BaseException) -> None:
+        """The call failed: `error` gets the correlation id, and a log record is written."""
+        if self._done:
+            return
+        cid = self.correlation_id
+        if cid is None:
+            cid = self.correlation_id = current_correlation_id() or new_correlation_id()
+        if hasattr(error, "correlation_id"):
+            error.correlation_id = cid
+        if self._rt.tracing:
+            _log_failure(self._rt, self._info, error, error_type(error), cid, None)
+        self.close()
+
+    def close(self) -> None:
+        """The call is over."""
+        if self._done:
+            return
+        self._done = True
+        token = self._token
+        if token is not None:
+            self._token = None
+            reset_correlation_id(token)
+
+
 class _Scope:
     __slots__ = (
         "_attached",
@@ -220,7 +321,7 @@ class _Scope:
         "_gaps",
         "_info",
         "_last",
-        "_model",
+        "_metrics",
         "_rt",
         "_span",
         "_start",
@@ -229,8 +330,11 @@ class _Scope:
         "chunks",
     )
 
-    def __init__(self, runtime: Runtime, info: Any) -> None:
+    observes_chunks = True
+
+    def __init__(self, runtime: Runtime, info: Any, tracer: Any, metrics: Any) -> None:
         self._rt = runtime
+        self._metrics = metrics
         self._info = info
         self._done = False
         self._first: float | None = None
@@ -239,13 +343,18 @@ class _Scope:
         self._span: Any = None
         self._attached: Any = None
         self._stream: bool = info.stream
-        self._model: str | None = info.request_model
         self._static = static = _static(runtime, info)
         self.chunks = 0
         self._cid_token: Any = None
         self._cid: str | None = None  # None with a recording span: its trace id, on demand
-        tracer = runtime.tracer
-        if tracer is None:  # level metrics: no logs, so an id only for an error (in `fail`)
+        if tracer is None:
+            # Level metrics writes no logs: an id only for an error (in `fail`). Level
+            # standard with an idle tracer: the id of the enclosing operation, or a new one.
+            if runtime.tracing:
+                self._cid = own_correlation_id()
+                if self._cid is None:
+                    self._cid = new_correlation_id()
+                    self._cid_token = set_correlation_id(self._cid)
             self._start = _now()
             return
         inherited = own_correlation_id()
@@ -315,17 +424,7 @@ class _Scope:
         if span is not None and span.is_recording():
             span.add_event("chatmodels.attempt", attrs)
         if error is not None and self._rt.tracing:
-            log_event(
-                self._rt.logger,
-                logging.INFO,
-                f"attempt {number} failed: {error}",
-                op="chat",
-                provider=getattr(self._info, "provider", None),
-                model=self._model,
-                code=attrs.get("error.type"),
-                correlation_id=self.correlation_id,
-                span=span,
-            )
+            _log_attempt(self._rt, self._info, number, error, self.correlation_id, span)
 
     def chunk(self, chunk: Any) -> None:
         """A stream chunk arrived."""
@@ -426,17 +525,7 @@ class _Scope:
                 span.set_status(otel.Status(otel.ERROR, str(error)))
             self._finish_span(span)
         if self._rt.tracing:
-            log_event(
-                self._rt.logger,
-                logging.WARNING,
-                f"chat call failed: {error}",
-                op=str(getattr(error, "op", None) or "chat"),
-                provider=getattr(self._info, "provider", None),
-                model=self._model,
-                code=code,
-                correlation_id=self.correlation_id,
-                span=span,
-            )
+            _log_failure(self._rt, self._info, error, code, self.correlation_id, span)
         self._release()
 
     def close(self) -> None:
@@ -457,8 +546,8 @@ class _Scope:
     def _record(
         self, duration: float, response_model: str | None, code: str | None, usage: Any
     ) -> None:
-        metrics = self._rt.metrics
-        if not metrics.enabled:
+        metrics = self._metrics
+        if metrics is None or not metrics.enabled:
             return
         static = self._static
         keys = static.keys
