@@ -197,7 +197,7 @@ class ToolCall:
         return json.dumps(self.arguments, separators=(",", ":"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class Message:
     """One message of a conversation.
 
@@ -210,6 +210,21 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+
+    # Every call makes some (from the caller's dicts): see ChatChunk.__init__.
+    def __init__(
+        self,
+        role: Role,
+        content: str | tuple[ContentPart, ...] = "",
+        tool_calls: tuple[ToolCall, ...] = (),
+        tool_call_id: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        _set_role(self, role)
+        _set_content(self, content)
+        _set_tool_calls(self, tool_calls)
+        _set_tool_call_id(self, tool_call_id)
+        _set_name(self, name)
 
     @property
     def text(self) -> str:
@@ -239,6 +254,11 @@ class Message:
         """A tool result; a non-str result is sent as JSON."""
         text = content if isinstance(content, str) else json.dumps(content)
         return cls("tool", text, tool_call_id=tool_call_id, name=name)
+
+
+_set_role, _set_content, _set_tool_calls, _set_tool_call_id, _set_name = (
+    Message.__dict__[f.name].__set__ for f in dataclasses.fields(Message)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -452,15 +472,20 @@ def to_messages(messages: MessagesLike, op: str = "invoke") -> tuple[Message, ..
     """A str (one user message), `Message` objects or OpenAI-style dicts, as `Message`s."""
     if isinstance(messages, str):
         return (Message("user", messages),)
-    if isinstance(messages, (Message, Mapping)):
-        messages = [messages]
-    if not isinstance(messages, Sequence) or not messages:
+    if type(messages) is not list:  # the usual case skips the ABC checks
+        if isinstance(messages, (Message, Mapping)):
+            messages = [messages]
+        if not isinstance(messages, Sequence):
+            messages = ()
+    if not messages:
         raise InvalidConfigError(
             "messages must be a str or a non-empty list of Message objects or dicts", op=op
         )
     out = []
     for item in messages:
-        if isinstance(item, Message):
+        if type(item) is dict:
+            out.append(_message_from_dict(item, op))
+        elif isinstance(item, Message):
             out.append(item)
         elif isinstance(item, Mapping):
             out.append(_message_from_dict(item, op))

@@ -17,10 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._logging import get_logger
 from ._settings import Level, Settings
+
+if TYPE_CHECKING:
+    from ._metrics import Metrics
 
 __all__ = [
     "SCHEMA_URL",
@@ -62,6 +65,8 @@ class Runtime:
 
     The flags (`off`, `tracing`, `debug`, `capture_content`) are the settings' answers, kept
     as plain attributes; `statics` caches what calls with the same provider and model share.
+    `proxied` is true while the tracer or the meter is an API global proxy that may still be
+    idle: only then does a call need `live()`.
     """
 
     __slots__ = (
@@ -72,6 +77,7 @@ class Runtime:
         "logger",
         "metrics",
         "off",
+        "proxied",
         "settings",
         "statics",
         "tracer",
@@ -79,7 +85,7 @@ class Runtime:
     )
 
     def __init__(self, container: Container) -> None:
-        from ._metrics import Metrics, NoOpMetrics, OTelMetrics
+        from ._metrics import NoOpMetrics, OTelMetrics
 
         settings = self.settings = container.resolve(Settings)
         self.logger: logging.Logger = container.resolve(logging.Logger)
@@ -92,6 +98,7 @@ class Runtime:
         self.metrics: Metrics = NoOpMetrics()
         self._trace_api: Any = None
         self._metrics_api: Any = None
+        self.proxied = False
         if self.off:
             return
         meter_provider: Any = container.resolve(MeterProviderKey)
@@ -102,6 +109,7 @@ class Runtime:
             tracer_provider: Any = container.resolve(TracerProviderKey)
             self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
             self._trace_api = _api_behind_proxy(tracer_provider)
+        self.proxied = self._trace_api is not None or self._metrics_api is not None
 
     # The API's global providers are proxies: until the application installs an SDK provider
     # behind them, what they make goes nowhere, and a call need not pay for building it.
@@ -115,6 +123,18 @@ class Runtime:
         """Whether the meter is the API's global proxy with no SDK provider installed yet."""
         api = self._metrics_api
         return api is not None and api._METER_PROVIDER is None
+
+    def live(self) -> tuple[Any, Metrics | None]:
+        """The tracer and metrics a call should use now: None for an idle proxy's.
+
+        The API sets each global provider once, so once neither proxy is idle, none will be
+        again: `proxied` turns false and calls skip this check.
+        """
+        tracer_idle = self.tracer_idle()
+        meter_idle = self.meter_idle()
+        if not tracer_idle and not meter_idle:
+            self.proxied = False
+        return (None if tracer_idle else self.tracer), (None if meter_idle else self.metrics)
 
     def _log_drop(self, count: int) -> None:
         self.logger.warning(

@@ -130,6 +130,8 @@ class OTelMetrics(Metrics):
 
         self._Observation = Observation
         self._agg = aggregator if aggregator is not None else new_aggregator()
+        # The per-call path calls the aggregator's own method: no Python frame in between.
+        self.record_call = self._agg.record_call  # type: ignore[method-assign]
         self._keys: dict[tuple[Any, ...], int] = {}
         self._attrs: list[Mapping[str, Any]] = []
         self._lock = threading.Lock()
@@ -274,8 +276,7 @@ class OTelMetrics(Metrics):
 
     # -- hot path ------------------------------------------------------------------------
 
-    def record_call(self, key: int, duration: float, input_tokens: int, output_tokens: int) -> None:
-        self._agg.record_call(key, duration, input_tokens, output_tokens)
+    # record_call: the aggregator's own method, bound in __init__.
 
     def record_stream(self, key: int, first_chunk: float | None, gaps: list[float]) -> None:
         if first_chunk is not None:

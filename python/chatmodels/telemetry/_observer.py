@@ -19,6 +19,7 @@ from . import _container as _container_module
 from . import _content
 from ._container import Container, Runtime, get_container
 from ._correlation import (
+    _CORRELATION,
     current_correlation_id,
     new_correlation_id,
     own_correlation_id,
@@ -100,32 +101,29 @@ class TelemetryObserver:
     def __init__(self, container: Container | None = None) -> None:
         self._container = container
 
+    # Both per-call methods inline `_runtime` (one frame less each).
+
     @property
     def enabled(self) -> bool:
         """False at level off: the caller may then skip building the CallInfo."""
-        return not _runtime(self._container).off
+        container = self._container or _container_module._global or get_container()
+        return not (container._runtime or container.runtime()).off
 
     def start(self, info: Any) -> NoOpScope | _QuietScope | _Scope:
         """Begin observing a call described by `info` (a CallInfo)."""
-        runtime = _runtime(self._container)
+        container = self._container or _container_module._global or get_container()
+        runtime = container._runtime or container.runtime()
         if runtime.off:
             return _NOOP
         tracer = runtime.tracer
-        if tracer is not None and runtime.tracer_idle():
-            tracer = None
-        metrics = None if runtime.meter_idle() else runtime.metrics
-        if tracer is None and metrics is None:
-            return _QuietScope(runtime, info)
-        scope = _StreamScope if info.stream else _Scope
-        return scope(runtime, info, tracer, metrics)
-
-
-def _runtime(container: Container | None) -> Runtime:
-    # `get_container().runtime()` with its two calls inlined when both are already built.
-    if container is None:
-        container = _container_module._global or get_container()
-    runtime = container._runtime
-    return runtime if runtime is not None else container.runtime()
+        metrics: Any = runtime.metrics
+        if runtime.proxied:
+            tracer, metrics = runtime.live()
+            if tracer is None and metrics is None:
+                return _QuietScope(runtime, info)
+        if info.stream:
+            return _StreamScope(runtime, info, tracer, metrics)
+        return _Scope(runtime, info, tracer, metrics)
 
 
 class _Static:
@@ -148,15 +146,10 @@ class _Static:
 _STATIC_LIMIT = 512
 
 
-def _static(runtime: Runtime, info: Any) -> _Static:
-    cache = runtime.statics
-    key = (info.provider, info.gen_ai_provider_name, info.request_model, info.server_address,
-           info.server_port, info.stream, info.output_type, info.operation)  # fmt: skip
-    found = cache.get(key)
-    if found is None:
-        found = _Static(info)
-        if len(cache) < _STATIC_LIMIT:
-            cache[key] = found
+def _new_static(runtime: Runtime, key: tuple[Any, ...], info: Any) -> _Static:
+    found = _Static(info)
+    if len(runtime.statics) < _STATIC_LIMIT:
+        runtime.statics[key] = found
     return found
 
 
@@ -322,6 +315,7 @@ class _Scope:
         "_info",
         "_last",
         "_metrics",
+        "_recording",
         "_rt",
         "_span",
         "_start",
@@ -341,9 +335,17 @@ class _Scope:
         self._last = 0.0
         self._gaps: list[float] | None = None
         self._span: Any = None
+        self._recording = False  # the span's is_recording(), asked once
         self._attached: Any = None
         self._stream: bool = info.stream
-        self._static = static = _static(runtime, info)
+        # What every call with this provider, model, server and kind shares.
+        key = (info.provider, info.gen_ai_provider_name, info.request_model,
+               info.server_address, info.server_port, info.stream, info.output_type,
+               info.operation)  # fmt: skip
+        static = runtime.statics.get(key)
+        if static is None:
+            static = _new_static(runtime, key, info)
+        self._static = static
         self.chunks = 0
         self._cid_token: Any = None
         self._cid: str | None = None  # None with a recording span: its trace id, on demand
@@ -357,21 +359,31 @@ class _Scope:
                     self._cid_token = set_correlation_id(self._cid)
             self._start = _now()
             return
-        inherited = own_correlation_id()
+        inherited = _CORRELATION.get()  # own_correlation_id()
         otel = _OTEL or _otel()
-        span = self._span = tracer.start_span(
-            static.name, kind=otel.CLIENT, attributes=_call_attributes(info, static)
-        )
+        attrs = static.attrs
+        if info.params or info.conversation_id:
+            attrs = _call_attributes(info, static)
+        span = self._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
         if span.is_recording():
+            self._recording = True
             if inherited is not None:
                 self._cid = inherited
                 span.set_attribute("chatmodels.correlation_id", inherited)
             if runtime.capture_content:
                 self._capture_input(span, info)
             if not self._stream:
-                # The span is current for the layers below: log records and
-                # `current_correlation_id()` take the trace id from it.
-                self._attached = otel.attach(otel.set_span_in_context(span, otel.current()))
+                # The span is current for the layers below: log records, child spans (an
+                # HTTP client's instrumentation) and `current_correlation_id()` read it.
+                parent = otel.current()
+                span_key = otel.span_key
+                if span_key is None:
+                    context = otel.set_span_in_context(span, parent)
+                else:  # what set_span_in_context builds, without its two frames
+                    context = otel.Context(
+                        {**parent, span_key: span} if parent else {span_key: span}
+                    )
+                self._attached = otel.attach(context)
                 self._start = _now()
                 return
             if inherited is None:
@@ -421,7 +433,7 @@ class _Scope:
         if error is not None:
             attrs["error.type"] = error_type(error)
         span = self._span
-        if span is not None and span.is_recording():
+        if self._recording:
             span.add_event("chatmodels.attempt", attrs)
         if error is not None and self._rt.tracing:
             _log_attempt(self._rt, self._info, number, error, self.correlation_id, span)
@@ -431,9 +443,8 @@ class _Scope:
         now = _now()
         if self._first is None:
             self._first = now - self._start
-            span = self._span
-            if span is not None and span.is_recording():
-                span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+            if self._recording:
+                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
         else:
             gaps = self._gaps
             if gaps is None:
@@ -459,9 +470,8 @@ class _Scope:
         gaps = self._gaps
         if self._first is None:
             self._first = now - self._start
-            span = self._span
-            if span is not None and span.is_recording():
-                span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+            if self._recording:
+                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
             if count > 1:
                 self._gaps = [0.0] * (count - 1)
         else:
@@ -492,16 +502,41 @@ class _Scope:
         duration = _now() - self._start
         usage = getattr(response, "usage", None)
         model = getattr(response, "model", None)
-        self._record(duration, model, None, usage)
+        # `_record`, `_finish_span` and `_release` inlined: this is every successful call.
+        metrics = self._metrics
+        if metrics is not None and metrics.enabled:
+            key = self._static.keys.get(model)
+            if key is None:
+                key = self._key(metrics, model, None)
+            if usage is None:
+                metrics.record_call(key, duration, -1, -1)
+            else:
+                inp = usage.input_tokens
+                out = usage.output_tokens
+                metrics.record_call(
+                    key, duration, -1 if inp is None else inp, -1 if out is None else out
+                )
+            if self._stream:
+                metrics.record_stream(key, self._first, self._gaps or [])
         span = self._span
         if span is not None:
-            if span.is_recording():
+            if self._recording:
                 attrs = _response_attributes(response, model, usage)
                 if self._rt.capture_content:
                     attrs["gen_ai.output.messages"] = _content.output_messages(response)
                 span.set_attributes(attrs)
-            self._finish_span(span)
-        self._release()
+            attached = self._attached
+            if attached is not None:
+                self._attached = None
+                try:  # noqa: SIM105 - contextlib.suppress costs more on the per-call path
+                    (_OTEL or _otel()).detach(attached)
+                except Exception:  # never break the caller over telemetry
+                    pass
+            span.end()
+        token = self._cid_token
+        if token is not None:
+            self._cid_token = None
+            reset_correlation_id(token)
 
     def fail(self, error: BaseException) -> None:
         """The call failed with `error`; sets its correlation_id."""
@@ -518,7 +553,7 @@ class _Scope:
         self._record(duration, None, code, None)
         span = self._span
         if span is not None:
-            if span.is_recording():
+            if self._recording:
                 otel = _otel()
                 span.set_attribute("error.type", code)
                 span.record_exception(error)
@@ -536,7 +571,7 @@ class _Scope:
         self._record(_now() - self._start, None, None, None)
         span = self._span
         if span is not None:
-            if span.is_recording():
+            if self._recording:
                 span.set_attribute("chatmodels.stream.closed_early", True)
             self._finish_span(span)
         self._release()
@@ -549,13 +584,9 @@ class _Scope:
         metrics = self._metrics
         if metrics is None or not metrics.enabled:
             return
-        static = self._static
-        keys = static.keys
-        key = keys.get(response_model if code is None else (response_model, code))
+        key = self._static.keys.get(response_model if code is None else (response_model, code))
         if key is None:
-            key = metrics.call_key(*static.key[1:], response_model, code, static.key[0])
-            if len(keys) < _STATIC_LIMIT:
-                keys[response_model if code is None else (response_model, code)] = key
+            key = self._key(metrics, response_model, code)
         if usage is None:
             metrics.record_call(key, duration, -1, -1)
         else:
@@ -566,6 +597,14 @@ class _Scope:
             )
         if self._stream:
             metrics.record_stream(key, self._first, self._gaps or [])
+
+    def _key(self, metrics: Any, response_model: str | None, code: str | None) -> int:
+        """The metric key of this call's attributes with `response_model` and `code`, kept."""
+        static = self._static
+        key: int = metrics.call_key(*static.key[1:], response_model, code, static.key[0])
+        if len(static.keys) < _STATIC_LIMIT:
+            static.keys[response_model if code is None else (response_model, code)] = key
+        return key
 
     def _finish_span(self, span: Any) -> None:
         attached = self._attached
@@ -637,6 +676,7 @@ class _OTel:
 
     __slots__ = (
         "CLIENT",
+        "Context",
         "ERROR",
         "INTERNAL",
         "Status",
@@ -644,12 +684,14 @@ class _OTel:
         "current",
         "detach",
         "set_span_in_context",
+        "span_key",
     )
 
     def __init__(self) -> None:
         from contextvars import ContextVar
 
         from opentelemetry import context, trace
+        from opentelemetry.context.context import Context
         from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
         from opentelemetry.trace import Status, StatusCode
 
@@ -661,6 +703,16 @@ class _OTel:
         self.attach: Callable[[Any], Any] = context.attach
         self.detach: Callable[[Any], None] = context.detach
         self.current: Callable[[], Any] = context.get_current
+        self.Context = Context
+        # The key under which set_span_in_context puts the span, found by asking it: the
+        # per-call path then builds the same Context itself. None (use the function) if it
+        # ever builds anything else than a copy of the parent plus that one key.
+        self.span_key: str | None = None
+        probe = trace.set_span_in_context(trace.INVALID_SPAN, Context(probe_parent=1))
+        if type(probe) is Context and len(probe) == 2 and probe.get("probe_parent") == 1:
+            keys = [key for key in probe if key != "probe_parent"]
+            if probe[keys[0]] is trace.INVALID_SPAN:
+                self.span_key = keys[0]
         runtime = getattr(context, "_RUNTIME_CONTEXT", None)
         var = getattr(runtime, "_current_context", None)
         if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
