@@ -427,3 +427,40 @@ def test_api_key_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert wire.headers["Authorization"] == "Bearer sk-from-env-abcdef"
     for text in (repr(model), repr(model.options), repr(wire), repr(model.transport)):  # type: ignore[attr-defined]
         assert "sk-from-env" not in text
+
+
+@pytest.mark.parametrize("kind", [ChatChunk, Message])
+def test_chunks_and_messages_are_frozen_dataclasses_that_copy_and_pickle(kind: type) -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    value = kind("hi") if kind is ChatChunk else kind("user", "hi")
+    same = kind("hi") if kind is ChatChunk else kind("user", "hi")
+    assert dataclasses.is_dataclass(value)
+    assert type(value) is kind
+    assert value == same
+    assert hash(value) == hash(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, "text" if kind is ChatChunk else "role", "changed")
+    for copied in (copy.copy(value), copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
+        assert copied == value
+        assert type(copied) is kind
+    field = "text" if kind is ChatChunk else "content"
+    changed = dataclasses.replace(value, **{field: "bye"})
+    assert changed.text == "bye"
+    assert value.text == "hi"
+
+
+def test_a_chunk_has_its_defaults_and_subclasses_keep_their_type() -> None:
+    chunk = ChatChunk()
+    assert (chunk.text, chunk.tool_call_deltas, chunk.usage, chunk.provider) == ("", (), None, None)
+
+    class Tagged(ChatChunk):  # a subclass with a __dict__ of its own
+        pass
+
+    tagged = Tagged("a", id="c1")
+    assert type(tagged) is Tagged
+    assert (tagged.text, tagged.id, tagged.model) == ("a", "c1", None)
+    assert tagged == Tagged("a", id="c1")
+    assert tagged != ChatChunk("a", id="c1")  # dataclass equality compares the classes
