@@ -326,15 +326,6 @@ class _ChunkSlots:
         "usage",
     )
 
-    text: str
-    tool_call_deltas: tuple[ToolCallDelta, ...]
-    finish_reason: FinishReason | None
-    raw_finish_reason: str | None
-    usage: Usage | None
-    id: str | None
-    model: str | None
-    provider: str | None
-
 
 class _UnfrozenChunk(_ChunkSlots):
     __slots__ = ()
@@ -378,7 +369,7 @@ class ChatChunk(_ChunkSlots):
             for field, value in zip(_CHUNK_FIELDS, (*values, model, provider), strict=True):
                 object.__setattr__(made, field, value)
             return made
-        chunk = _new_unfrozen(_UnfrozenChunk)
+        chunk: Any = _new_unfrozen(_UnfrozenChunk)
         chunk.text = text
         chunk.tool_call_deltas = tool_call_deltas
         chunk.finish_reason = finish_reason
@@ -387,8 +378,8 @@ class ChatChunk(_ChunkSlots):
         chunk.id = id
         chunk.model = model
         chunk.provider = provider
-        chunk.__class__ = cls  # type: ignore[assignment]
-        return chunk  # type: ignore[return-value]
+        chunk.__class__ = cls
+        return chunk  # type: ignore[no-any-return]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
