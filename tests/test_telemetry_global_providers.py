@@ -122,14 +122,17 @@ def test_each_global_provider_is_used_from_the_call_after_it_is_installed(order:
         model.invoke("hi")                      # both idle: recorded nowhere
         {first}()
         out["after_first"] = [durations(), spans()]
+        runtime = chatmodels.telemetry.get_container().runtime()
         try:
             model.invoke("hi")
         except chatmodels.ChatModelError as exc:
             out["error_id"] = exc.correlation_id
         out["stream"] = "".join(c.text for c in model.stream("hi"))
         out["one_live"] = [durations(), spans()]
+        out["proxied_one_live"] = runtime.proxied
         {second}()
         out["text"] = asyncio.run(astream_text())
+        out["proxied_both_live"] = runtime.proxied
         out["both_live"] = [durations(), spans()]
         out["last_tokens"] = exporter.get_finished_spans()[-1].attributes.get(
             "gen_ai.usage.output_tokens")
@@ -143,6 +146,9 @@ def test_each_global_provider_is_used_from_the_call_after_it_is_installed(order:
         assert out["one_live"] == [0, ["chat fake-1", "chat fake-1"]]
     else:
         assert out["one_live"] == [2, []]
+    # Calls check the proxies only while one may still be idle: never again once both live.
+    assert out["proxied_one_live"] is True
+    assert out["proxied_both_live"] is False
     # Both live: the call after the second install is in both.
     assert out["text"] == "six seven"
     if order == "tracer_first":

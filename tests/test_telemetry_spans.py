@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 from chatmodels import RateLimitError, TimeoutError
+from chatmodels.telemetry import _observer as observer_module
 from chatmodels.telemetry import current_correlation_id
+from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind, StatusCode
 from test_telemetry_fakes import Chunk, Info, Response, Telemetry, Usage, make_telemetry, tel
 
@@ -208,3 +210,40 @@ def test_no_span_below_standard(level: str) -> None:
     for t in make_telemetry(level=level):
         t.observer.start(Info()).end(Response())
         assert t.finished() == []
+
+
+def test_a_calls_span_is_current_until_its_end_in_the_callers_context(tel: Telemetry) -> None:
+    # What the layers below a call see: the chat span as the current span (for log records,
+    # an HTTP client's own spans and the correlation id), the caller's other context values
+    # (baggage here) unchanged, and the caller's context back after the end.
+    tracer = tel.tracer_provider.get_tracer("app")
+    token = context.attach(baggage.set_baggage("tenant", "t-1"))
+    try:
+        with tracer.start_as_current_span("parent") as parent:
+            scope = tel.observer.start(Info())
+            inside = trace.get_current_span()
+            inside_baggage = baggage.get_baggage("tenant")
+            inside_id = current_correlation_id()
+            assert scope.observes_chunks is False  # a call that is not a stream
+            scope.end(Response())
+            assert trace.get_current_span() is parent
+            assert baggage.get_baggage("tenant") == "t-1"
+    finally:
+        context.detach(token)
+    chat, _ = tel.finished()
+    assert inside.get_span_context().span_id == chat.context.span_id
+    assert inside_baggage == "t-1"
+    assert inside_id == format(chat.context.trace_id, "032x")
+
+
+def test_the_span_context_is_built_like_set_span_in_context() -> None:
+    # The per-call path builds the Context itself, under the key the API's own function uses
+    # (found by asking it); the result is the same mapping and type.
+    otel = observer_module._otel()
+    assert otel.span_key is not None
+    span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    parent = baggage.set_baggage("k", "v")
+    built = otel.Context({**parent, otel.span_key: span})
+    expected = trace.set_span_in_context(span, parent)
+    assert type(built) is type(expected)
+    assert dict(built) == dict(expected)

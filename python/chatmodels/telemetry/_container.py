@@ -65,6 +65,7 @@ class Runtime:
 
     The flags (`off`, `tracing`, `debug`, `capture_content`) are the settings' answers, kept
     as plain attributes; `statics` caches what calls with the same provider and model share.
+    `call_metrics` is `metrics` when it records (else None), for the per-call path;
     `proxied` is true while the tracer or the meter is an API global proxy that may still be
     idle: only then does a call need `live()`.
     """
@@ -72,6 +73,7 @@ class Runtime:
     __slots__ = (
         "_metrics_api",
         "_trace_api",
+        "call_metrics",
         "capture_content",
         "debug",
         "logger",
@@ -96,6 +98,7 @@ class Runtime:
         self.statics: dict[tuple[Any, ...], Any] = {}
         self.tracer: Any = None
         self.metrics: Metrics = NoOpMetrics()
+        self.call_metrics: Metrics | None = None
         self._trace_api: Any = None
         self._metrics_api: Any = None
         self.proxied = False
@@ -103,7 +106,7 @@ class Runtime:
             return
         meter_provider: Any = container.resolve(MeterProviderKey)
         meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
-        self.metrics = OTelMetrics(meter, on_drop=self._log_drop)
+        self.metrics = self.call_metrics = OTelMetrics(meter, on_drop=self._log_drop)
         self._metrics_api = _api_behind_proxy(meter_provider)
         if self.tracing:
             tracer_provider: Any = container.resolve(TracerProviderKey)
@@ -134,7 +137,7 @@ class Runtime:
         meter_idle = self.meter_idle()
         if not tracer_idle and not meter_idle:
             self.proxied = False
-        return (None if tracer_idle else self.tracer), (None if meter_idle else self.metrics)
+        return (None if tracer_idle else self.tracer), (None if meter_idle else self.call_metrics)
 
     def _log_drop(self, count: int) -> None:
         self.logger.warning(

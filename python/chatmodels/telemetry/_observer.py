@@ -31,6 +31,7 @@ from ._logging import log_event
 __all__ = ["NoOpScope", "TelemetryObserver"]
 
 _now = time.perf_counter
+_new_object = object.__new__
 
 _REQUEST_PARAMS = (
     ("temperature", "gen_ai.request.temperature"),
@@ -116,14 +117,89 @@ class TelemetryObserver:
         if runtime.off:
             return _NOOP
         tracer = runtime.tracer
-        metrics: Any = runtime.metrics
+        metrics = runtime.call_metrics
         if runtime.proxied:
             tracer, metrics = runtime.live()
             if tracer is None and metrics is None:
                 return _QuietScope(runtime, info)
-        if info.stream:
-            return _StreamScope(runtime, info, tracer, metrics)
-        return _Scope(runtime, info, tracer, metrics)
+        # The scope's fields are set here rather than in an __init__: one frame less on
+        # every call. A stream's scope also has the chunk timings.
+        stream: bool = info.stream
+        scope: _Scope
+        if stream:
+            scope = stream_scope = _new_object(_StreamScope)
+            stream_scope._first = None
+            stream_scope._last = 0.0
+            stream_scope._gaps = None
+            stream_scope.chunks = 0
+        else:
+            scope = _new_object(_Scope)
+        scope._stream = stream
+        scope._rt = runtime
+        scope._metrics = metrics
+        scope._info = info
+        scope._done = False
+        scope._span = None
+        scope._recording = False  # the span's is_recording(), asked once
+        scope._attached = None
+        scope._cid_token = None
+        scope._cid = None
+        # What every call with this provider, model, server and kind shares.
+        key = (info.provider, info.gen_ai_provider_name, info.request_model,
+               info.server_address, info.server_port, stream, info.output_type,
+               info.operation)  # fmt: skip
+        static = runtime.statics.get(key)
+        if static is None:
+            static = _new_static(runtime, key, info)
+        scope._static = static
+        if tracer is None:
+            # Level metrics writes no logs: an id only for an error (in `fail`). Level
+            # standard with an idle tracer: the id of the enclosing operation, or a new one.
+            if runtime.tracing:
+                cid = scope._cid = _CORRELATION.get()
+                if cid is None:
+                    cid = scope._cid = new_correlation_id()
+                    scope._cid_token = set_correlation_id(cid)
+            scope._start = _now()
+            return scope
+        inherited = _CORRELATION.get()  # own_correlation_id()
+        otel = _OTEL or _otel()
+        attrs = static.attrs
+        if info.params or info.conversation_id:
+            attrs = _call_attributes(info, static)
+        span = scope._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
+        if span.is_recording():
+            scope._recording = True
+            if inherited is not None:
+                scope._cid = inherited
+                span.set_attribute("chatmodels.correlation_id", inherited)
+            if runtime.capture_content:
+                _capture_input(span, info)
+            if not stream:
+                # The span is current for the layers below: log records, child spans (an
+                # HTTP client's instrumentation) and `current_correlation_id()` read it.
+                parent = otel.current()
+                span_key = otel.span_key
+                if span_key is None:
+                    context = otel.set_span_in_context(span, parent)
+                else:  # what set_span_in_context builds, without its two frames
+                    context = otel.Context(
+                        {**parent, span_key: span} if parent else {span_key: span}
+                    )
+                scope._attached = otel.attach(context)
+                scope._start = _now()
+                return scope
+            if inherited is None:
+                scope._cid = "%032x" % span.get_span_context().trace_id  # noqa: UP031
+        elif inherited is None:
+            scope._cid = new_correlation_id()
+        else:
+            scope._cid = inherited
+        cid = scope._cid
+        if cid is not inherited:
+            scope._cid_token = set_correlation_id(cid)
+        scope._start = _now()
+        return scope
 
 
 class _Static:
@@ -243,6 +319,20 @@ def _log_failure(
     )
 
 
+def _capture_input(span: Any, info: Any) -> None:
+    attrs: dict[str, Any] = {}
+    messages = getattr(info, "messages", None)
+    if messages is not None:
+        attrs["gen_ai.input.messages"] = _content.input_messages(messages)
+    system = getattr(info, "system_instructions", None)
+    if system:
+        attrs["gen_ai.system_instructions"] = _content.system_instructions(system)
+    tools = getattr(info, "tools", None)
+    if tools:
+        attrs["gen_ai.tool.definitions"] = _content.tool_definitions(tools)
+    span.set_attributes(attrs)
+
+
 class _QuietScope:
     """A call's scope while both global providers are idle proxies (no SDK installed): no
     span and no metrics, which would go nowhere; the correlation id and the log records of
@@ -305,15 +395,14 @@ class _QuietScope:
 
 
 class _Scope:
+    """A call's scope (built by `TelemetryObserver.start`)."""
+
     __slots__ = (
         "_attached",
         "_cid",
         "_cid_token",
         "_done",
-        "_first",
-        "_gaps",
         "_info",
-        "_last",
         "_metrics",
         "_recording",
         "_rt",
@@ -321,80 +410,21 @@ class _Scope:
         "_start",
         "_static",
         "_stream",
-        "chunks",
     )
 
-    observes_chunks = True
-
-    def __init__(self, runtime: Runtime, info: Any, tracer: Any, metrics: Any) -> None:
-        self._rt = runtime
-        self._metrics = metrics
-        self._info = info
-        self._done = False
-        self._first: float | None = None
-        self._last = 0.0
-        self._gaps: list[float] | None = None
-        self._span: Any = None
-        self._recording = False  # the span's is_recording(), asked once
-        self._attached: Any = None
-        self._stream: bool = info.stream
-        # What every call with this provider, model, server and kind shares.
-        key = (info.provider, info.gen_ai_provider_name, info.request_model,
-               info.server_address, info.server_port, info.stream, info.output_type,
-               info.operation)  # fmt: skip
-        static = runtime.statics.get(key)
-        if static is None:
-            static = _new_static(runtime, key, info)
-        self._static = static
-        self.chunks = 0
-        self._cid_token: Any = None
-        self._cid: str | None = None  # None with a recording span: its trace id, on demand
-        if tracer is None:
-            # Level metrics writes no logs: an id only for an error (in `fail`). Level
-            # standard with an idle tracer: the id of the enclosing operation, or a new one.
-            if runtime.tracing:
-                self._cid = own_correlation_id()
-                if self._cid is None:
-                    self._cid = new_correlation_id()
-                    self._cid_token = set_correlation_id(self._cid)
-            self._start = _now()
-            return
-        inherited = _CORRELATION.get()  # own_correlation_id()
-        otel = _OTEL or _otel()
-        attrs = static.attrs
-        if info.params or info.conversation_id:
-            attrs = _call_attributes(info, static)
-        span = self._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
-        if span.is_recording():
-            self._recording = True
-            if inherited is not None:
-                self._cid = inherited
-                span.set_attribute("chatmodels.correlation_id", inherited)
-            if runtime.capture_content:
-                self._capture_input(span, info)
-            if not self._stream:
-                # The span is current for the layers below: log records, child spans (an
-                # HTTP client's instrumentation) and `current_correlation_id()` read it.
-                parent = otel.current()
-                span_key = otel.span_key
-                if span_key is None:
-                    context = otel.set_span_in_context(span, parent)
-                else:  # what set_span_in_context builds, without its two frames
-                    context = otel.Context(
-                        {**parent, span_key: span} if parent else {span_key: span}
-                    )
-                self._attached = otel.attach(context)
-                self._start = _now()
-                return
-            if inherited is None:
-                self._cid = "%032x" % span.get_span_context().trace_id  # noqa: UP031
-        elif inherited is None:
-            self._cid = new_correlation_id()
-        else:
-            self._cid = inherited
-        if self._cid is not inherited:
-            self._cid_token = set_correlation_id(self._cid)
-        self._start = _now()
+    observes_chunks = False
+    _attached: Any  # the Token of the context this call's span is current in, or None
+    _cid: str | None  # None with a recording span: its trace id, on demand
+    _cid_token: Any
+    _done: bool
+    _info: Any
+    _metrics: Any
+    _recording: bool
+    _rt: Runtime
+    _span: Any
+    _start: float
+    _static: _Static
+    _stream: bool
 
     @property
     def correlation_id(self) -> str | None:
@@ -405,19 +435,6 @@ class _Scope:
         if cid is None and self._span is not None:
             cid = self._cid = "%032x" % self._span.get_span_context().trace_id  # noqa: UP031
         return cid
-
-    def _capture_input(self, span: Any, info: Any) -> None:
-        attrs: dict[str, Any] = {}
-        messages = getattr(info, "messages", None)
-        if messages is not None:
-            attrs["gen_ai.input.messages"] = _content.input_messages(messages)
-        system = getattr(info, "system_instructions", None)
-        if system:
-            attrs["gen_ai.system_instructions"] = _content.system_instructions(system)
-        tools = getattr(info, "tools", None)
-        if tools:
-            attrs["gen_ai.tool.definitions"] = _content.tool_definitions(tools)
-        span.set_attributes(attrs)
 
     # -- during the call -----------------------------------------------------------------
 
@@ -439,58 +456,10 @@ class _Scope:
             _log_attempt(self._rt, self._info, number, error, self.correlation_id, span)
 
     def chunk(self, chunk: Any) -> None:
-        """A stream chunk arrived."""
-        now = _now()
-        if self._first is None:
-            self._first = now - self._start
-            if self._recording:
-                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
-        else:
-            gaps = self._gaps
-            if gaps is None:
-                gaps = self._gaps = []
-            gaps.append(now - self._last)
-        self._last = now
-        self.chunks += 1
-        if self._rt.debug and self._span is not None:
-            text = getattr(chunk, "text", None)
-            self._span.add_event(
-                "chatmodels.chunk",
-                {"chatmodels.chunk.index": self.chunks - 1,
-                 "chatmodels.chunk.text_length": len(text) if text else 0},
-            )  # fmt: skip
+        """Nothing: a call that is not a stream has no chunks."""
 
     def chunk_batch(self, chunks: Sequence[Any]) -> None:
-        """Stream chunks that arrived together (one network read), in one call: they share
-        one arrival time, so the gaps between them are 0. Per-chunk work only at debug."""
-        count = len(chunks)
-        if not count:
-            return
-        now = _now()
-        gaps = self._gaps
-        if self._first is None:
-            self._first = now - self._start
-            if self._recording:
-                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
-            if count > 1:
-                self._gaps = [0.0] * (count - 1)
-        else:
-            if gaps is None:
-                gaps = self._gaps = []
-            gaps.append(now - self._last)
-            if count > 1:
-                gaps.extend([0.0] * (count - 1))
-        self._last = now
-        first = self.chunks
-        self.chunks = first + count
-        if self._rt.debug and self._span is not None:
-            for index, chunk in enumerate(chunks, first):
-                text = getattr(chunk, "text", None)
-                self._span.add_event(
-                    "chatmodels.chunk",
-                    {"chatmodels.chunk.index": index,
-                     "chatmodels.chunk.text_length": len(text) if text else 0},
-                )  # fmt: skip
+        """Nothing: a call that is not a stream has no chunks."""
 
     # -- the end, exactly once -----------------------------------------------------------
 
@@ -504,7 +473,7 @@ class _Scope:
         model = getattr(response, "model", None)
         # `_record`, `_finish_span` and `_release` inlined: this is every successful call.
         metrics = self._metrics
-        if metrics is not None and metrics.enabled:
+        if metrics is not None:
             key = self._static.keys.get(model)
             if key is None:
                 key = self._key(metrics, model, None)
@@ -517,11 +486,34 @@ class _Scope:
                     key, duration, -1 if inp is None else inp, -1 if out is None else out
                 )
             if self._stream:
-                metrics.record_stream(key, self._first, self._gaps or [])
+                self._record_stream(metrics, key)
         span = self._span
         if span is not None:
             if self._recording:
-                attrs = _response_attributes(response, model, usage)
+                # The response attributes.
+                attrs: dict[str, Any] = {}
+                rid = getattr(response, "id", None)
+                if rid:
+                    attrs["gen_ai.response.id"] = rid
+                if model:
+                    attrs["gen_ai.response.model"] = model
+                reason = getattr(response, "finish_reason", None)
+                if reason is not None:
+                    attrs["gen_ai.response.finish_reasons"] = _REASONS.get(reason) or _reasons(
+                        reason
+                    )
+                if usage is not None:
+                    attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
+                    attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+                    value = usage.cache_read_input_tokens
+                    if value is not None:
+                        attrs["gen_ai.usage.cache_read.input_tokens"] = value
+                    value = usage.cache_creation_input_tokens
+                    if value is not None:
+                        attrs["gen_ai.usage.cache_creation.input_tokens"] = value
+                    value = usage.reasoning_tokens
+                    if value is not None:
+                        attrs["gen_ai.usage.reasoning.output_tokens"] = value
                 if self._rt.capture_content:
                     attrs["gen_ai.output.messages"] = _content.output_messages(response)
                 span.set_attributes(attrs)
@@ -582,7 +574,7 @@ class _Scope:
         self, duration: float, response_model: str | None, code: str | None, usage: Any
     ) -> None:
         metrics = self._metrics
-        if metrics is None or not metrics.enabled:
+        if metrics is None:
             return
         key = self._static.keys.get(response_model if code is None else (response_model, code))
         if key is None:
@@ -596,7 +588,11 @@ class _Scope:
                 key, duration, -1 if inp is None else inp, -1 if out is None else out
             )
         if self._stream:
-            metrics.record_stream(key, self._first, self._gaps or [])
+            self._record_stream(metrics, key)
+
+    def _record_stream(self, metrics: Any, key: int) -> None:
+        assert isinstance(self, _StreamScope)
+        metrics.record_stream(key, self._first, self._gaps or [])
 
     def _key(self, metrics: Any, response_model: str | None, code: str | None) -> int:
         """The metric key of this call's attributes with `response_model` and `code`, kept."""
@@ -624,10 +620,70 @@ class _Scope:
 
 
 class _StreamScope(_Scope):
-    """A stream's scope: also ended when garbage-collected unfinished (a call's scope always
-    ends in its own frame, so only streams pay for a finaliser)."""
+    """A stream's scope: also times its chunks, and ends when garbage-collected unfinished
+    (a call's scope always ends in its own frame, so only streams pay for a finaliser)."""
 
-    __slots__ = ()
+    __slots__ = ("_first", "_gaps", "_last", "chunks")
+
+    observes_chunks = True
+    _first: float | None
+    _gaps: list[float] | None
+    _last: float
+    chunks: int
+
+    def chunk(self, chunk: Any) -> None:
+        """A stream chunk arrived."""
+        now = _now()
+        if self._first is None:
+            self._first = now - self._start
+            if self._recording:
+                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+        else:
+            gaps = self._gaps
+            if gaps is None:
+                gaps = self._gaps = []
+            gaps.append(now - self._last)
+        self._last = now
+        self.chunks += 1
+        if self._rt.debug and self._span is not None:
+            text = getattr(chunk, "text", None)
+            self._span.add_event(
+                "chatmodels.chunk",
+                {"chatmodels.chunk.index": self.chunks - 1,
+                 "chatmodels.chunk.text_length": len(text) if text else 0},
+            )  # fmt: skip
+
+    def chunk_batch(self, chunks: Sequence[Any]) -> None:
+        """Stream chunks that arrived together (one network read), in one call: they share
+        one arrival time, so the gaps between them are 0. Per-chunk work only at debug."""
+        count = len(chunks)
+        if not count:
+            return
+        now = _now()
+        gaps = self._gaps
+        if self._first is None:
+            self._first = now - self._start
+            if self._recording:
+                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+            if count > 1:
+                self._gaps = [0.0] * (count - 1)
+        else:
+            if gaps is None:
+                gaps = self._gaps = []
+            gaps.append(now - self._last)
+            if count > 1:
+                gaps.extend([0.0] * (count - 1))
+        self._last = now
+        first = self.chunks
+        self.chunks = first + count
+        if self._rt.debug and self._span is not None:
+            for index, chunk in enumerate(chunks, first):
+                text = getattr(chunk, "text", None)
+                self._span.add_event(
+                    "chatmodels.chunk",
+                    {"chatmodels.chunk.index": index,
+                     "chatmodels.chunk.text_length": len(text) if text else 0},
+                )  # fmt: skip
 
     def __del__(self) -> None:
         if not self._done:
@@ -644,31 +700,6 @@ def _reasons(reason: Any) -> tuple[str]:
         if len(_REASONS) < 64:
             _REASONS[reason] = found
     return found
-
-
-def _response_attributes(response: Any, model: str | None, usage: Any) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
-    rid = getattr(response, "id", None)
-    if rid:
-        attrs["gen_ai.response.id"] = rid
-    if model:
-        attrs["gen_ai.response.model"] = model
-    reason = getattr(response, "finish_reason", None)
-    if reason is not None:
-        attrs["gen_ai.response.finish_reasons"] = _REASONS.get(reason) or _reasons(reason)
-    if usage is not None:
-        attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
-        attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
-        value = usage.cache_read_input_tokens
-        if value is not None:
-            attrs["gen_ai.usage.cache_read.input_tokens"] = value
-        value = usage.cache_creation_input_tokens
-        if value is not None:
-            attrs["gen_ai.usage.cache_creation.input_tokens"] = value
-        value = usage.reasoning_tokens
-        if value is not None:
-            attrs["gen_ai.usage.reasoning.output_tokens"] = value
-    return attrs
 
 
 class _OTel:
