@@ -349,3 +349,37 @@ def test_the_async_http_stack_is_installed_with_the_package() -> None:
 
     required = importlib.metadata.requires("chatmodels") or []
     assert [r for r in required if r.startswith("aiohttp") and "extra ==" not in r]
+
+
+@pytest.mark.parametrize("kind", ["invoke", "stream", "ainvoke", "astream"])
+def test_the_scope_hears_each_retried_attempt_and_no_first_success(kind: str) -> None:
+    from chatmodels._observe import set_observer
+
+    heard: list[tuple[int, str | None]] = []
+
+    class Scope:
+        def attempt(self, number: int, error: Any) -> None:
+            heard.append((number, None if error is None else error.code.value))
+
+        def chunk(self, chunk: Any) -> None: ...
+        def end(self, response: Any) -> None: ...
+        def fail(self, error: Any) -> None: ...
+        def close(self) -> None: ...
+
+    class Observer:
+        def start(self, info: Any) -> Scope:
+            return Scope()
+
+    ok = json_interaction(CHAT, OK) if "stream" not in kind else _sse()
+    replies = [ok, _error(429, "wait", **{"Retry-After": "0"}), _error(500, "oops"), ok]
+    previous = set_observer(Observer())
+    try:
+        with ReplayServer(replies) as server:
+            with _model(server.base_url, max_retries=2) as model:
+                _call_once(model, kind)
+            assert heard == []  # the first attempt succeeded: nothing to report
+            with _model(server.base_url, max_retries=2) as model:
+                _call_once(model, kind)
+    finally:
+        set_observer(previous)
+    assert heard == [(1, "rate_limited"), (2, "provider_unavailable"), (3, None)]

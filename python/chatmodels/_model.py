@@ -149,6 +149,8 @@ class ChatModel:
     #: registry with its own container; may be set or changed at any time.
     container: Container | None = None
 
+    _server_of_calls: tuple[str | None, int | None]  # `_server()`, kept on first use
+
     def __init__(self, metadata: ProviderMetadata, options: ProviderOptions | None = None) -> None:
         self.metadata = metadata
         self.options = options if options is not None else ProviderOptions()
@@ -427,7 +429,7 @@ class ChatModel:
         return await asyncio.to_thread(self._health, timeout)
 
     def _server(self) -> tuple[str | None, int | None]:
-        """The server address and port calls go to, for telemetry."""
+        """The server address and port calls go to, for telemetry (asked once per instance)."""
         return None, None
 
     # -- the one place that validates and observes -----------------------------------------
@@ -526,7 +528,10 @@ class ChatModel:
             observer = container.observer()
         if not getattr(observer, "enabled", True):
             return NOOP_SCOPE
-        address, port = self._server()
+        try:
+            address, port = self._server_of_calls
+        except AttributeError:
+            address, port = self._server_of_calls = self._server()
         fmt = request.response_format
         meta = self.metadata
         # Positional: half the cost of thirteen keywords on the per-call path. The order is

@@ -58,8 +58,8 @@ class CallScope(Protocol):
     """One call in progress, as the observer sees it."""
 
     def attempt(self, number: int, error: ChatModelError | None) -> None:
-        """The transport made attempt `number` (1-based); `error` is why it is retried, or None
-        when it succeeded."""
+        """The transport made attempt `number` (1-based); `error` is why it failed, or None
+        when it succeeded. A call that succeeds at its first attempt reports no attempt."""
 
     def chunk(self, chunk: ChatChunk) -> None:
         """A streamed chunk arrived. A scope may also have ``chunk_batch(chunks)``: then it

@@ -479,7 +479,7 @@ class Transport:
         the seconds to wait before the next attempt (a retryable status with tries left and a
         Retry-After, if any, that is not too long)."""
         if status < 300:
-            if scope is not NOOP_SCOPE:
+            if attempt > 1:  # a first attempt that succeeds is not reported
                 scope.attempt(attempt, None)
             return None
         scope.attempt(attempt, self._status_error(status, headers))

@@ -139,25 +139,21 @@ class FakeChatModel(ChatModel):
     def _invoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
         if self.latency:
             time.sleep(self.latency)
-        scope.attempt(1, None)
         return self._reply(request)
 
     async def _ainvoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
         if self.latency:
             await asyncio.sleep(self.latency)
-        scope.attempt(1, None)
         return self._reply(request)
 
     def _stream(self, request: ChatRequest, scope: CallScope) -> Iterator[ChatChunk]:
         if self.latency:
             time.sleep(self.latency)
-        scope.attempt(1, None)
         yield from _chunks_of(self._reply(request))
 
     async def _astream(self, request: ChatRequest, scope: CallScope) -> AsyncIterator[ChatChunk]:
         if self.latency:
             await asyncio.sleep(self.latency)
-        scope.attempt(1, None)
         for chunk in _chunks_of(self._reply(request)):
             await asyncio.sleep(0)
             yield chunk

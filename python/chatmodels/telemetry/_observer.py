@@ -469,8 +469,8 @@ class _Scope:
             return
         self._done = True
         duration = _now() - self._start
-        usage = getattr(response, "usage", None)
-        model = getattr(response, "model", None)
+        usage = response.usage
+        model = response.model
         # `_record`, `_finish_span` and `_release` inlined: this is every successful call.
         metrics = self._metrics
         if metrics is not None:
@@ -492,12 +492,12 @@ class _Scope:
             if self._recording:
                 # The response attributes.
                 attrs: dict[str, Any] = {}
-                rid = getattr(response, "id", None)
+                rid = response.id
                 if rid:
                     attrs["gen_ai.response.id"] = rid
                 if model:
                     attrs["gen_ai.response.model"] = model
-                reason = getattr(response, "finish_reason", None)
+                reason = response.finish_reason
                 if reason is not None:
                     attrs["gen_ai.response.finish_reasons"] = _REASONS.get(reason) or _reasons(
                         reason
