@@ -15,7 +15,7 @@ from typing import Any
 
 import chatmodels
 import pytest
-from chatmodels import ChatResponse, ErrorCode, FinishReason
+from chatmodels import ChatResponse, ErrorCode, FinishReason, Message, ReasoningPart, TextPart
 from chatmodels._http_model import StreamEnd
 from chatmodels.testing import (
     RecordedInteraction,
@@ -148,6 +148,13 @@ def _expected(data: dict[str, Any]) -> dict[str, Any]:
         ],
         "raw_finish": data["stop_reason"],
         "usage": _usage_of(data["usage"]),
+        "reasoning": [
+            ReasoningPart(b["thinking"], b["signature"])
+            if b["type"] == "thinking"
+            else ReasoningPart(redacted=b["data"])
+            for b in data["content"]
+            if b["type"] in ("thinking", "redacted_thinking")
+        ],
     }
 
 
@@ -157,6 +164,7 @@ def _stream_expected(body: bytes) -> dict[str, Any]:
     usage: dict[str, Any] = {}
     text: list[str] = []
     calls: dict[int, list[Any]] = {}
+    thinking: dict[int, list[str]] = {}
     finish = None
     for line in body.decode().splitlines():
         if not line.startswith("data: "):
@@ -168,12 +176,18 @@ def _stream_expected(body: bytes) -> dict[str, Any]:
         elif obj["type"] == "content_block_start" and obj["content_block"]["type"] == "tool_use":
             block = obj["content_block"]
             calls[obj["index"]] = [block["id"], block["name"], ""]
+        elif obj["type"] == "content_block_start" and obj["content_block"]["type"] == "thinking":
+            thinking[obj["index"]] = [obj["content_block"]["thinking"], ""]
         elif obj["type"] == "content_block_delta":
             delta = obj["delta"]
             if delta["type"] == "text_delta":
                 text.append(delta["text"])
             elif delta["type"] == "input_json_delta":
                 calls[obj["index"]][2] += delta["partial_json"]
+            elif delta["type"] == "thinking_delta":
+                thinking[obj["index"]][0] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                thinking[obj["index"]][1] += delta["signature"]
         elif obj["type"] == "message_delta":
             finish = obj["delta"]["stop_reason"]
             usage.update(obj["usage"])
@@ -184,6 +198,7 @@ def _stream_expected(body: bytes) -> dict[str, Any]:
         "calls": [(i, n, json.loads(a or "{}")) for i, n, a in (calls[k] for k in sorted(calls))],
         "raw_finish": finish,
         "usage": _usage_of(usage),
+        "reasoning": [ReasoningPart(t, sig) for t, sig in (thinking[k] for k in sorted(thinking))],
     }
 
 
@@ -192,6 +207,11 @@ def _check(response: ChatResponse, expected: dict[str, Any]) -> None:
     assert response.id == expected["id"]
     assert response.model == expected["model"]
     assert response.text == expected["text"]
+    content = response.message.content
+    reasoning = [] if isinstance(content, str) else [p for p in content if type(p) is ReasoningPart]
+    assert reasoning == expected["reasoning"]
+    if not reasoning:
+        assert isinstance(content, str)
     assert response.message.role == "assistant"
     assert [(c.id, c.name, dict(c.arguments)) for c in response.tool_calls] == expected["calls"]
     assert response.raw_finish_reason == expected["raw_finish"]
@@ -275,6 +295,113 @@ def test_thinking_blocks_are_not_reply_text() -> None:
         assert server.requests[0].json["thinking"] == {"type": "enabled", "budget_tokens": 10000}
     assert response.text.startswith("I need to calculate 17 \u00d7 19.\n\nLet me work through")
     assert "Let me double-check this with standard multiplication" not in response.text
+    (block, _) = json.loads(inter.response.body)["content"]
+    assert block["type"] == "thinking"
+    assert response.message.content == (
+        ReasoningPart(block["thinking"], block["signature"]),
+        TextPart(response.text),
+    )
+    assert response.reasoning == block["thinking"]
+    assert response.reasoning.startswith("I need to calculate 17 \u00d7 19.\n\nLet me think")
+    assert response.reasoning.endswith("Both methods give me 323.")
+    assert response.message.content[0].signature.startswith("EuYFCkYICxgCKkDxKjCDNXmiJ72K")
+
+
+def test_streamed_thinking_spelled_out() -> None:
+    with ReplayServer.from_cassette(OWN / "messages_stream_thinking.yaml") as server:
+        (inter,) = server.interactions
+        messages, params = _call_args(inter.request.json)
+        with _model(server.base_url) as model:
+            chunks = list(model.stream(messages, **params))
+    assert [c.reasoning for c in chunks if c.reasoning] == [
+        "17 * 19 = 17 * 20 - 17",
+        " = 340 - 17 = 323.",
+    ]
+    signed = [c.reasoning_signature for c in chunks if c.reasoning_signature is not None]
+    assert signed == ["EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"]
+    assert all(c.text == "" for c in chunks if c.reasoning or c.reasoning_signature)
+    response = chatmodels.accumulate(chunks)
+    assert response.message.content == (
+        ReasoningPart(
+            "17 * 19 = 17 * 20 - 17 = 340 - 17 = 323.",
+            "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds",
+        ),
+        TextPart("17 \u00d7 19 = 323."),
+    )
+
+
+def _served(body: dict[str, Any]) -> RecordedInteraction:
+    return RecordedInteraction(
+        RecordedRequest(
+            "POST", "https://api.anthropic.com/v1/messages", "/v1/messages", {}, b"", None
+        ),
+        RecordedResponse(
+            200, "OK", (("Content-Type", "application/json"),), json.dumps(body).encode()
+        ),
+    )
+
+
+def test_thinking_with_its_signature_goes_back_first() -> None:
+    """Anthropic requires a thinking turn that used tools to come back with its thinking
+    blocks, signed and unchanged, before the tool_use (extended thinking with tool use)."""
+    path = SHARED / "messages_create_captures_thinking_content.yaml"
+    (recorded,) = load_cassette(path)
+    thinking, _ = json.loads(recorded.response.body)["content"]
+    tool_turn = {
+        "id": "msg_tool_turn",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-20250514",
+        "content": [
+            thinking,
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
+            {"type": "tool_use", "id": "toolu_1", "name": "multiply", "input": {"a": 17, "b": 19}},
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 50, "output_tokens": 60},
+    }
+    final = {**tool_turn, "id": "msg_final", "stop_reason": "end_turn"}
+    final["content"] = [{"type": "text", "text": "323"}]
+    tool = {"name": "multiply", "parameters": {"type": "object", "properties": {}}}
+    with ReplayServer([_served(tool_turn), _served(final)]) as server:
+        with _model(server.base_url) as model:
+            first = model.invoke("What is 17*19?", model="claude-sonnet-4-20250514", tools=[tool])
+            (call,) = first.tool_calls
+            history = [Message.user("What is 17*19?"), first.message, Message.tool(call.id, "323")]
+            model.invoke(history, model="claude-sonnet-4-20250514", tools=[tool])
+        sent = server.requests[1].json["messages"]
+    assert first.message.content == (
+        ReasoningPart(thinking["thinking"], thinking["signature"]),
+        ReasoningPart(redacted="EmwKAhgBEgy3va3pzix/LafPsn4a"),
+    )
+    assert sent[1] == {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "thinking",
+                "thinking": thinking["thinking"],
+                "signature": thinking["signature"],
+            },
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
+            {"type": "tool_use", "id": "toolu_1", "name": "multiply", "input": {"a": 17, "b": 19}},
+        ],
+    }
+    assert sent[2] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "323"}],
+    }
+
+
+def test_reasoning_and_text_parts_in_a_plain_assistant_turn() -> None:
+    model = _model("http://127.0.0.1:9")
+    message = Message("assistant", (TextPart("answer"), ReasoningPart("why", "sig")))
+    history = [Message.user("q"), message, Message.user("more")]
+    request = model._prepare(history, {}, False, "invoke")  # type: ignore[attr-defined]
+    body = model.adapter.build_body(request)  # type: ignore[attr-defined]
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "why", "signature": "sig"},
+        {"type": "text", "text": "answer"},
+    ]
 
 
 def test_tool_call_and_tool_results_round_trip() -> None:
@@ -430,7 +557,10 @@ def test_streamed_tool_call_spelled_out() -> None:
 
 
 def _whole(expected: dict[str, Any], usage: dict[str, Any]) -> bytes:
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = [
+        {"type": "thinking", "thinking": p.text, "signature": p.signature}
+        for p in expected["reasoning"]
+    ]
     if expected["text"]:
         content.append({"type": "text", "text": expected["text"]})
     content += [
@@ -469,6 +599,15 @@ def _whole(expected: dict[str, Any], usage: dict[str, Any]) -> bytes:
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 1024,
                 "output_tokens": 89,
+            },
+        ),
+        (
+            "messages_stream_thinking.yaml",
+            {
+                "input_tokens": 42,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 187,
             },
         ),
     ],

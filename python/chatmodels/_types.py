@@ -28,6 +28,7 @@ __all__ = [
     "HealthStatus",
     "ImagePart",
     "Message",
+    "ReasoningPart",
     "Role",
     "TextPart",
     "Tool",
@@ -36,6 +37,7 @@ __all__ = [
     "Usage",
     "accumulate",
     "normalize_finish_reason",
+    "reply_content",
     "to_messages",
     "to_tools",
 ]
@@ -161,7 +163,31 @@ class ImagePart:
         return f"data:{self.media_type};base64,{self.data}"
 
 
-ContentPart = TextPart | ImagePart
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReasoningPart:
+    """The model's reasoning ("thinking") before its reply; not part of the reply's text.
+
+    `signature` is the provider's seal over the text (Anthropic requires it back with the
+    thinking block when a conversation continues); `redacted` holds the opaque data of a
+    reasoning block the provider redacted (its `text` is then empty).
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+    type: Literal["reasoning"] = "reasoning"
+
+
+ContentPart = TextPart | ImagePart | ReasoningPart
+
+
+def reply_content(
+    text: str, reasoning: Sequence[ReasoningPart] = ()
+) -> str | tuple[ContentPart, ...]:
+    """An assistant reply's content: its text, after its reasoning parts when it has any."""
+    if not reasoning:
+        return text
+    return (*reasoning, TextPart(text)) if text else tuple(reasoning)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,8 +227,9 @@ class ToolCall:
 class Message:
     """One message of a conversation.
 
-    `content` is a str or a tuple of parts (`TextPart`, `ImagePart`). Assistant messages may
-    carry `tool_calls`; tool results carry the `tool_call_id` they answer.
+    `content` is a str or a tuple of parts (`TextPart`, `ImagePart`, and in assistant replies
+    `ReasoningPart`). Assistant messages may carry `tool_calls`; tool results carry the
+    `tool_call_id` they answer.
     """
 
     role: Role
@@ -233,6 +260,15 @@ class Message:
         if isinstance(content, str):
             return content
         return "".join(p.text for p in content if isinstance(p, TextPart))
+
+    @property
+    def reasoning(self) -> str | None:
+        """The text of the message's reasoning parts joined, or None when it has none."""
+        content = self.content
+        if isinstance(content, str):
+            return None
+        parts = [p.text for p in content if isinstance(p, ReasoningPart)]
+        return "".join(parts) if parts else None
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -297,6 +333,11 @@ class ChatResponse:
         return self.message.text
 
     @property
+    def reasoning(self) -> str | None:
+        """The reply's reasoning text, or None when the model sent none."""
+        return self.message.reasoning
+
+    @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """The tool calls the model asked for."""
         return self.message.tool_calls
@@ -321,6 +362,8 @@ class _ChunkSlots:
         "model",
         "provider",
         "raw_finish_reason",
+        "reasoning",
+        "reasoning_signature",
         "text",
         "tool_call_deltas",
         "usage",
@@ -334,7 +377,8 @@ class _UnfrozenChunk(_ChunkSlots):
 @dataclasses.dataclass(frozen=True, init=False)
 class ChatChunk(_ChunkSlots):
     """One streamed piece of a reply: a text delta, tool-call fragments, and at the end the
-    finish reason and usage."""
+    finish reason and usage. `reasoning` is a delta of the model's reasoning text and
+    `reasoning_signature` the signature that closes a reasoning block."""
 
     __slots__ = ()
 
@@ -346,6 +390,8 @@ class ChatChunk(_ChunkSlots):
     id: str | None
     model: str | None
     provider: str | None
+    reasoning: str
+    reasoning_signature: str | None
 
     # A stream makes one per event. A frozen dataclass can only fill its slots through
     # object.__setattr__ or the slot descriptors (~1 µs for eight fields); a new chunk is
@@ -362,11 +408,14 @@ class ChatChunk(_ChunkSlots):
         id: str | None = None,
         model: str | None = None,
         provider: str | None = None,
+        reasoning: str = "",
+        reasoning_signature: str | None = None,
     ) -> ChatChunk:
         if cls is not ChatChunk:  # a subclass may have another layout: the slow way
             made = _new_unfrozen(cls)
             values = (text, tool_call_deltas, finish_reason, raw_finish_reason, usage, id)
-            for field, value in zip(_CHUNK_FIELDS, (*values, model, provider), strict=True):
+            rest = (model, provider, reasoning, reasoning_signature)
+            for field, value in zip(_CHUNK_FIELDS, (*values, *rest), strict=True):
                 object.__setattr__(made, field, value)
             return made
         chunk: Any = _new_unfrozen(_UnfrozenChunk)
@@ -378,6 +427,8 @@ class ChatChunk(_ChunkSlots):
         chunk.id = id
         chunk.model = model
         chunk.provider = provider
+        chunk.reasoning = reasoning
+        chunk.reasoning_signature = reasoning_signature
         chunk.__class__ = cls
         return chunk  # type: ignore[no-any-return]
 
@@ -393,6 +444,8 @@ class ChatChunk(_ChunkSlots):
                 self.id,
                 self.model,
                 self.provider,
+                self.reasoning,
+                self.reasoning_signature,
             ),
         )
 
@@ -433,7 +486,9 @@ class Accumulator:
         "_model",
         "_provider",
         "_raw_finish",
+        "_reasoning",
         "_text",
+        "_thinking",
         "_usage",
     )
 
@@ -446,11 +501,21 @@ class Accumulator:
         self._id: str | None = None
         self._model: str | None = None
         self._provider: str | None = None
+        self._reasoning: list[ReasoningPart] = []
+        self._thinking: list[str] | None = None  # the open reasoning part's deltas
 
     def add(self, chunk: ChatChunk) -> None:
         """Fold one chunk in."""
         if chunk.text:
             self._text.append(chunk.text)
+        if chunk.reasoning:
+            if self._thinking is None:
+                self._thinking = []
+            self._thinking.append(chunk.reasoning)
+        if chunk.reasoning_signature is not None:
+            thinking = "".join(self._thinking or ())
+            self._reasoning.append(ReasoningPart(thinking, chunk.reasoning_signature))
+            self._thinking = None
         for delta in chunk.tool_call_deltas:
             slot = self._calls.get(delta.index)
             if slot is None:
@@ -479,8 +544,11 @@ class Accumulator:
             ToolCall.from_wire(slot[0] or "", slot[1] or "", "".join(slot[2]))
             for _, slot in sorted(self._calls.items())
         )
+        reasoning = self._reasoning
+        if self._thinking is not None:  # a reasoning part the stream never signed
+            reasoning = [*reasoning, ReasoningPart("".join(self._thinking))]
         return ChatResponse(
-            message=Message("assistant", "".join(self._text), calls),
+            message=Message("assistant", reply_content("".join(self._text), reasoning), calls),
             id=self._id,
             model=self._model,
             provider=provider or self._provider,
@@ -560,13 +628,18 @@ def _message_from_dict(raw: Mapping[str, Any], op: str) -> Message:
 
 
 def _part_from_dict(raw: Any, op: str) -> ContentPart:
-    if isinstance(raw, (TextPart, ImagePart)):
+    if isinstance(raw, (TextPart, ImagePart, ReasoningPart)):
         return raw
     if isinstance(raw, str):
         return TextPart(raw)
     kind = raw.get("type") if isinstance(raw, Mapping) else None
     if kind == "text":
         return TextPart(str(raw.get("text", "")))
+    if kind in ("thinking", "reasoning"):
+        text = raw.get("thinking", raw.get("text", raw.get("content", "")))
+        return ReasoningPart(str(text or ""), raw.get("signature"))
+    if kind == "redacted_thinking":
+        return ReasoningPart(redacted=raw.get("data"))
     if kind in ("image_url", "image"):
         image = raw.get("image_url", raw)
         if isinstance(image, str):

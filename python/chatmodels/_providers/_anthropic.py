@@ -10,7 +10,11 @@ Mapping notes:
 - Tool results become ``tool_result`` blocks of a user turn; consecutive results share one.
 - ``Usage.input_tokens`` is the whole prompt: Anthropic's ``input_tokens`` counts only the
   uncached part, so cache reads and cache writes are added to it (the OTel GenAI convention).
-- Thinking blocks are not part of the reply's text (``ChatResponse`` has no field for them).
+- Thinking blocks are not part of the reply's text: they become `ReasoningPart`s (with their
+  signatures; ``redacted_thinking`` keeps its data), placed before the text, and an assistant
+  message sent back sends them first, as the API requires when a thinking turn used tools.
+  Streamed, ``thinking_delta`` is a chunk's ``reasoning`` and ``signature_delta`` its
+  ``reasoning_signature``.
 - A streamed tool call's ``input_json_delta`` fragments are buffered and sent as one
   arguments fragment when its block stops, as compact JSON, so that a streamed reply
   accumulates to exactly the response the same call returns whole.
@@ -27,7 +31,16 @@ from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
-from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCall, ToolCallDelta, Usage
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from ._common import (
     NO_HEADERS,
     JSONRequests,
@@ -67,12 +80,20 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
     }
 
 
+def _thinking_block(part: ReasoningPart) -> dict[str, Any]:
+    if part.redacted is not None:
+        return {"type": "redacted_thinking", "data": part.redacted}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+
+
 def _blocks(content: str | tuple[Any, ...]) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    return [
+    thinking = [_thinking_block(p) for p in content if isinstance(p, ReasoningPart)]
+    return thinking + [
         _image_block(p) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
         for p in content
+        if not isinstance(p, ReasoningPart)
     ]
 
 
@@ -222,18 +243,24 @@ class AnthropicAdapter:
         return self._http.post("/v1/messages", self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """A ``message`` object: its text blocks joined, its ``tool_use`` blocks as calls."""
+        """A ``message`` object: its text blocks joined, its ``tool_use`` blocks as calls, its
+        ``thinking`` and ``redacted_thinking`` blocks as reasoning parts."""
         data = loads(body)
         if data.get("type") == "error":
             raise self._error_of(data, op="invoke")
         text: list[str] = []
         calls: list[ToolCall] = []
+        reasoning: list[ReasoningPart] = []
         for block in data["content"]:
             kind = block.get("type")
             if kind == "text":
                 text.append(block["text"])
             elif kind == "tool_use":
                 calls.append(ToolCall.from_wire(block["id"], block["name"], block.get("input")))
+            elif kind == "thinking":
+                reasoning.append(ReasoningPart(block.get("thinking") or "", block.get("signature")))
+            elif kind == "redacted_thinking":
+                reasoning.append(ReasoningPart(redacted=block.get("data") or ""))
         return reply(
             self.provider,
             "".join(text),
@@ -242,6 +269,7 @@ class AnthropicAdapter:
             usage=_usage(data.get("usage")),
             id=data.get("id"),
             model=data.get("model"),
+            reasoning=tuple(reasoning),
         )
 
     def new_decoder(self) -> SSEDecoder:
@@ -261,7 +289,12 @@ class AnthropicAdapter:
                 return (self._chunk(state, text=delta["text"]),)
             if dtype == "input_json_delta":
                 state["tools"][obj["index"]].append(delta.get("partial_json") or "")
-            return ()  # thinking, signature and citation deltas carry no reply text
+            elif dtype == "thinking_delta":
+                if delta.get("thinking"):
+                    return (self._chunk(state, reasoning=delta["thinking"]),)
+            elif dtype == "signature_delta":
+                return (self._chunk(state, reasoning_signature=delta.get("signature") or ""),)
+            return ()  # citation deltas carry no reply text
         if kind == "content_block_start":
             block = obj["content_block"]
             if block.get("type") == "tool_use":
@@ -271,7 +304,9 @@ class AnthropicAdapter:
                 return (self._chunk(state, tool_call_deltas=(start,)),)
             if block.get("type") == "text" and block.get("text"):
                 return (self._chunk(state, text=block["text"]),)
-            return ()
+            if block.get("type") == "thinking" and block.get("thinking"):
+                return (self._chunk(state, reasoning=block["thinking"]),)
+            return ()  # redacted_thinking has no stream form in ChatChunk
         if kind == "content_block_stop":
             parts = state["tools"].pop(obj["index"], None)
             if parts is None:

@@ -35,7 +35,7 @@ from .._types import (
     ToolCallDelta,
     Usage,
 )
-from ._common import finish_reason, reply, stop_list
+from ._common import finish_reason, reply, stop_list, without_reasoning
 
 __all__ = ["BedrockAdapter", "EventStreamDecoder", "create"]
 
@@ -132,7 +132,7 @@ def _tool_result(msg: Message) -> dict[str, Any]:
             parsed = None
         blocks = [{"json": parsed}] if isinstance(parsed, dict) else [{"text": content}]
     else:
-        blocks = _content_blocks(content)
+        blocks = _content_blocks(without_reasoning(content))
     return {"toolResult": {"toolUseId": msg.tool_call_id or "", "content": blocks}}
 
 
@@ -151,7 +151,7 @@ def _wire_messages(
         if msg.role == "tool":
             role, blocks = "user", [_tool_result(msg)]
         else:
-            role, blocks = msg.role, _content_blocks(msg.content)
+            role, blocks = msg.role, _content_blocks(without_reasoning(msg.content))
             for call in msg.tool_calls:
                 blocks.append(
                     {

@@ -37,6 +37,7 @@ from ._common import (
     reply,
     stop_list,
     tool_calls_of_openai,
+    without_reasoning,
 )
 
 __all__ = ["CohereAdapter", "create"]
@@ -47,7 +48,7 @@ _TOOL_CHOICE = {"required": "REQUIRED", "none": "NONE"}
 
 def _wire_message(msg: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": msg.role}
-    content = msg.content
+    content = without_reasoning(msg.content)
     if isinstance(content, str):
         if content or not msg.tool_calls:
             out["content"] = content

@@ -12,14 +12,18 @@ from .._http_model import json_body, loads
 from .._transport import Headers, WireRequest
 from .._types import (
     ChatResponse,
+    ContentPart,
     FinishReason,
     ImagePart,
     Message,
+    ReasoningPart,
+    TextPart,
     Tool,
     ToolCall,
     ToolCallDelta,
     Usage,
     normalize_finish_reason,
+    reply_content,
 )
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "stop_list",
     "tool_calls_of_openai",
     "whole_call_deltas",
+    "without_reasoning",
 ]
 
 
@@ -79,6 +84,22 @@ class JSONRequests:
 def stop_list(stop: str | Iterable[str]) -> list[str]:
     """A ``stop`` parameter as the list of sequences most APIs take."""
     return [stop] if isinstance(stop, str) else list(stop)
+
+
+def without_reasoning(
+    content: str | tuple[ContentPart, ...],
+) -> str | tuple[TextPart | ImagePart, ...]:
+    """A message's content without its reasoning parts, for the APIs that take none back
+    (reasoning is never sent as text): a reply of reasoning and text becomes its text, as
+    the same reply without reasoning would have been sent."""
+    if isinstance(content, str):
+        return content
+    kept = tuple(p for p in content if not isinstance(p, ReasoningPart))
+    if len(kept) == len(content):
+        return kept
+    if all(isinstance(p, TextPart) for p in kept):
+        return "".join(p.text for p in kept if isinstance(p, TextPart))
+    return kept
 
 
 def image_url(part: ImagePart) -> dict[str, Any]:
@@ -146,12 +167,14 @@ def reply(
     id: str | None = None,
     model: str | None = None,
     calls_end_with_stop: bool = False,
+    reasoning: tuple[ReasoningPart, ...] = (),
 ) -> ChatResponse:
-    """A whole reply: the assistant message, its finish reason normalised from `raw_finish`
-    (``calls_end_with_stop``: a stop with tool calls is tool_calls, see `finish_reason`)."""
+    """A whole reply: the assistant message (its `reasoning` parts before its text), its
+    finish reason normalised from `raw_finish` (``calls_end_with_stop``: a stop with tool
+    calls is tool_calls, see `finish_reason`)."""
     calls = tuple(calls)
     return ChatResponse(
-        message=Message("assistant", text, calls),
+        message=Message("assistant", reply_content(text, reasoning), calls),
         id=id,
         model=model,
         provider=provider,

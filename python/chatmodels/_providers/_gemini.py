@@ -27,7 +27,14 @@ from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest, request_id_of
 from .._types import ChatChunk, ChatResponse, FinishReason, ImagePart, Message, ToolCall, Usage
-from ._common import NO_HEADERS, finish_reason, merge_specific, stop_list, whole_call_deltas
+from ._common import (
+    NO_HEADERS,
+    finish_reason,
+    merge_specific,
+    stop_list,
+    whole_call_deltas,
+    without_reasoning,
+)
 
 __all__ = ["GeminiAdapter", "create"]
 
@@ -262,11 +269,12 @@ class GeminiAdapter:
                     contents.append({"role": "user", "parts": [result_part], "_tool_results": True})
                 continue
             parts: list[dict[str, Any]] = []
-            if isinstance(msg.content, str):
-                if msg.content:
-                    parts.append({"text": msg.content})
+            sent = without_reasoning(msg.content)
+            if isinstance(sent, str):
+                if sent:
+                    parts.append({"text": sent})
             else:
-                for item in msg.content:
+                for item in sent:
                     if isinstance(item, ImagePart):
                         parts.append(_image_part(item))
                     else:

@@ -27,6 +27,7 @@ from ._common import (
     merge_specific,
     reply,
     whole_call_deltas,
+    without_reasoning,
 )
 
 __all__ = ["OllamaAdapter", "create"]
@@ -74,7 +75,7 @@ class OllamaAdapter:
 
     def _message(self, msg: Message) -> dict[str, Any]:
         out: dict[str, Any] = {"role": msg.role}
-        content = msg.content
+        content = without_reasoning(msg.content)
         if isinstance(content, str):
             out["content"] = content
         else:

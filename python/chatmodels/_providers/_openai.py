@@ -36,6 +36,7 @@ from ._common import (
     openai_tool_calls,
     reply,
     tool_calls_of_openai,
+    without_reasoning,
 )
 
 __all__ = ["AzureOpenAIAdapter", "OpenAIAdapter", "create"]
@@ -47,7 +48,7 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
 def _wire_message(msg: Message) -> dict[str, Any]:
-    content = msg.content
+    content = msg.content if isinstance(msg.content, str) else without_reasoning(msg.content)
     out: dict[str, Any] = {"role": msg.role}
     if isinstance(content, str):
         out["content"] = content
