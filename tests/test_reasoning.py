@@ -10,11 +10,24 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import chatmodels
 import pytest
-from chatmodels import ChatChunk, ChatResponse, Message, ReasoningPart, TextPart, ToolCallDelta
+from chatmodels import (
+    ChatChunk,
+    ChatResponse,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+)
 from chatmodels._types import to_messages
+from chatmodels.testing import ReplayServer
+from replay_helpers import new_model
 
 
 def test_reasoning_part_is_a_frozen_value_exported_lazily() -> None:
@@ -160,3 +173,162 @@ def test_accumulate_keeps_unsigned_reasoning_and_plain_replies_stay_str() -> Non
     plain = chatmodels.accumulate([ChatChunk("a"), ChatChunk("b")])
     assert plain.message.content == "ab"
     assert plain.reasoning is None
+
+
+# -- requests: only Anthropic takes reasoning back -------------------------------------------
+
+THOUGHT = "private chain of thought 8c1f"
+HISTORY = [
+    Message.user("What is 17*19?"),
+    Message("assistant", (ReasoningPart(THOUGHT, "sig-1"), TextPart("323"))),
+    Message.user("And with a tool?"),
+    Message(
+        "assistant",
+        (ReasoningPart(THOUGHT), ReasoningPart(redacted="opaque-9d")),
+        (ToolCall("call_1", "multiply", {"a": 17, "b": 19}),),
+    ),
+    Message.tool("call_1", "323", name="multiply"),
+]
+
+
+def _openai_turns(body: dict[str, Any]) -> list[Any]:
+    return [body["messages"][1], body["messages"][3]]
+
+
+def _gemini_turns(body: dict[str, Any]) -> list[Any]:
+    return [body["contents"][1], body["contents"][3]]
+
+
+def _bedrock_turns(body: dict[str, Any]) -> list[Any]:
+    return [body["messages"][1], body["messages"][3]]
+
+
+def _ollama_turns(body: dict[str, Any]) -> list[Any]:
+    return [
+        {k: v for k, v in body["messages"][i].items() if k in ("role", "content")} for i in (1, 3)
+    ]
+
+
+OPENAI_TURNS = [
+    {"role": "assistant", "content": "323"},
+    {
+        "role": "assistant",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "multiply", "arguments": '{"a":17,"b":19}'},
+            }
+        ],
+    },
+]
+
+SKIPPING = [
+    ("openai", {"api_key": "k"}, _openai_turns, OPENAI_TURNS),
+    ("deepseek", {"api_key": "k"}, _openai_turns, OPENAI_TURNS),
+    ("mistral", {"api_key": "k"}, _openai_turns, OPENAI_TURNS),
+    (
+        "azure_openai",
+        {"api_key": "k", "api_version": "2024-06-01"},
+        _openai_turns,
+        OPENAI_TURNS,
+    ),
+    (
+        "cohere",
+        {"api_key": "k"},
+        _openai_turns,
+        [OPENAI_TURNS[0], {**OPENAI_TURNS[1], "role": "assistant"}],
+    ),
+    (
+        "ollama",
+        {},
+        _ollama_turns,
+        [{"role": "assistant", "content": "323"}, {"role": "assistant", "content": ""}],
+    ),
+    (
+        "gemini",
+        {"api_key": "k"},
+        _gemini_turns,
+        [
+            {"role": "model", "parts": [{"text": "323"}]},
+            {
+                "role": "model",
+                "parts": [{"functionCall": {"name": "multiply", "args": {"a": 17, "b": 19}}}],
+            },
+        ],
+    ),
+    (
+        "bedrock",
+        {},
+        _bedrock_turns,
+        [
+            {"role": "assistant", "content": [{"text": "323"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "toolUse": {
+                            "toolUseId": "call_1",
+                            "name": "multiply",
+                            "input": {"a": 17, "b": 19},
+                        }
+                    }
+                ],
+            },
+        ],
+    ),
+]
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Static fake credentials for bedrock; nothing read from the machine's AWS setup."""
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.parametrize(("provider", "options", "turns", "expected"), SKIPPING)
+@pytest.mark.usefixtures("fake_aws")
+def test_other_providers_never_send_reasoning(
+    provider: str,
+    options: dict[str, Any],
+    turns: Callable[[dict[str, Any]], list[Any]],
+    expected: list[Any],
+) -> None:
+    """The assistant turns go out as if they had no reasoning: their text and tool calls."""
+    with ReplayServer([]) as server:  # answers 404: only the request matters here
+        model = new_model(provider, server.base_url, model="m1", **options)
+        with model, pytest.raises(chatmodels.ChatModelError):
+            model.invoke(HISTORY)
+        (sent,) = server.requests
+    assert turns(sent.json) == expected
+    assert THOUGHT.encode() not in sent.body
+    assert b"opaque-9d" not in sent.body
+    assert b"sig-1" not in sent.body
+
+
+def test_anthropic_sends_reasoning_back_first() -> None:
+    with ReplayServer([]) as server:
+        model = new_model("anthropic", server.base_url, api_key="k", model="m1")
+        with model, pytest.raises(chatmodels.ChatModelError):
+            model.invoke(HISTORY)
+        (sent,) = server.requests
+    messages = sent.json["messages"]
+    assert messages[1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": THOUGHT, "signature": "sig-1"},
+            {"type": "text", "text": "323"},
+        ],
+    }
+    assert messages[3]["content"] == [
+        {"type": "thinking", "thinking": THOUGHT, "signature": ""},
+        {"type": "redacted_thinking", "data": "opaque-9d"},
+        {"type": "tool_use", "id": "call_1", "name": "multiply", "input": {"a": 17, "b": 19}},
+    ]
