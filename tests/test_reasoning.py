@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import pickle
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from chatmodels import (
 )
 from chatmodels._types import to_messages
 from chatmodels.testing import ReplayServer
-from replay_helpers import new_model
+from replay_helpers import json_interaction, new_model
 
 
 def test_reasoning_part_is_a_frozen_value_exported_lazily() -> None:
@@ -332,3 +333,102 @@ def test_anthropic_sends_reasoning_back_first() -> None:
         {"type": "redacted_thinking", "data": "opaque-9d"},
         {"type": "tool_use", "id": "call_1", "name": "multiply", "input": {"a": 17, "b": 19}},
     ]
+
+
+# -- OpenAI-compatible: DeepSeek's reasoning_content -----------------------------------------
+# Shapes from https://api-docs.deepseek.com/guides/reasoning_model (deepseek-reasoner): the
+# reasoning arrives as message.reasoning_content, and streamed as delta.reasoning_content
+# with content null, before the content deltas (which carry reasoning_content null).
+
+DEEPSEEK_THOUGHT = "17*19 = 17*20 - 17 = 340 - 17 = 323."
+DEEPSEEK_USAGE = {
+    "prompt_tokens": 15,
+    "completion_tokens": 40,
+    "total_tokens": 55,
+    "completion_tokens_details": {"reasoning_tokens": 30},
+}
+
+
+def _deepseek_event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    obj = {
+        "id": "ds-0a1b",
+        "object": "chat.completion.chunk",
+        "created": 1740000000,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0225",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        **extra,
+    }
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+DEEPSEEK_STREAM = b"".join(
+    [
+        _deepseek_event({"role": "assistant", "content": None, "reasoning_content": ""}),
+        _deepseek_event({"content": None, "reasoning_content": "17*19 = 17*20 - 17"}),
+        _deepseek_event({"content": None, "reasoning_content": " = 340 - 17 = 323."}),
+        _deepseek_event({"content": "17 \u00d7 19 ", "reasoning_content": None}),
+        _deepseek_event({"content": "= 323.", "reasoning_content": None}),
+        _deepseek_event({"content": "", "reasoning_content": None}, "stop", usage=DEEPSEEK_USAGE),
+        b"data: [DONE]\n\n",
+    ]
+)
+DEEPSEEK_WHOLE = {
+    "id": "ds-0a1b",
+    "object": "chat.completion",
+    "created": 1740000000,
+    "model": "deepseek-reasoner",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "17 \u00d7 19 = 323.",
+                "reasoning_content": DEEPSEEK_THOUGHT,
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": DEEPSEEK_USAGE,
+}
+
+
+def test_deepseek_reasoning_content_whole_and_streamed() -> None:
+    whole = json_interaction("/chat/completions", DEEPSEEK_WHOLE)
+    streamed = json_interaction(
+        "/chat/completions",
+        None,
+        raw=DEEPSEEK_STREAM,
+        headers=(("Content-Type", "text/event-stream"),),
+    )
+    with ReplayServer([whole, streamed]) as server:
+        with new_model("deepseek", server.base_url, api_key="k") as model:
+            invoked = model.invoke("What is 17*19?", model="deepseek-reasoner")
+            chunks = list(model.stream("What is 17*19?", model="deepseek-reasoner"))
+        server.check_requests()
+    assert invoked.message.content == (
+        ReasoningPart(DEEPSEEK_THOUGHT),
+        TextPart("17 \u00d7 19 = 323."),
+    )
+    assert invoked.text == "17 \u00d7 19 = 323."
+    assert invoked.reasoning == DEEPSEEK_THOUGHT
+    assert [(c.reasoning, c.text) for c in chunks if c.reasoning or c.text] == [
+        ("17*19 = 17*20 - 17", ""),
+        (" = 340 - 17 = 323.", ""),
+        ("", "17 \u00d7 19 "),
+        ("", "= 323."),
+    ]
+    assert all(c.reasoning_signature is None for c in chunks)
+    accumulated = chatmodels.accumulate(chunks)
+    assert accumulated == dataclasses.replace(invoked, latency=None)
+
+
+def test_deepseek_reasoning_in_a_final_chunk_is_kept() -> None:
+    """A delta with reasoning and a finish reason takes the slow path: still reasoning."""
+    adapter = new_model("deepseek", "http://127.0.0.1:9", api_key="k").adapter  # type: ignore[attr-defined]
+    obj = json.loads(_deepseek_event({"reasoning_content": "last"}, "length")[6:])
+    (chunk,) = adapter.parse_chunk(obj, {})
+    assert (chunk.reasoning, chunk.text, chunk.raw_finish_reason) == ("last", "", "length")
+    plain = adapter.parse_chunk(json.loads(_deepseek_event({"content": "hi"})[6:]), {})
+    assert plain == ChatChunk("hi", id="ds-0a1b", model="deepseek-reasoner", provider="deepseek")

@@ -25,7 +25,15 @@ from .._http_model import (
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
-from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta, Usage
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    ToolCallDelta,
+    Usage,
+)
 from ._common import (
     NO_HEADERS,
     JSONRequests,
@@ -162,12 +170,14 @@ class OpenAIAdapter:
         return self._http.post(self._path(request), self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """A ``chat.completion`` object (its first choice)."""
+        """A ``chat.completion`` object (its first choice); a DeepSeek-style
+        ``reasoning_content`` is the reply's reasoning."""
         data = loads(body)
         if "error" in data and "choices" not in data:
             raise self.parse_error(500, NO_HEADERS, body)
         choice = data["choices"][0]
         msg = choice.get("message") or {}
+        thought = msg.get("reasoning_content")
         return reply(
             self.provider,
             msg.get("content") or "",
@@ -176,6 +186,7 @@ class OpenAIAdapter:
             usage=_usage(data.get("usage")),
             id=data.get("id"),
             model=data.get("model"),
+            reasoning=(ReasoningPart(thought),) if thought else (),
         )
 
     def new_decoder(self) -> SSEDecoder:
@@ -218,7 +229,8 @@ class OpenAIAdapter:
             raise StreamEnd
 
     def parse_chunk(self, obj: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
-        """The chunk in one decoded ``chat.completion.chunk`` (none for an empty one)."""
+        """The chunk in one decoded ``chat.completion.chunk`` (none for an empty one); a
+        delta's DeepSeek-style ``reasoning_content`` is the chunk's reasoning."""
         # The usual event first: a text delta of choice 0 and nothing else to read.
         choices = obj.get("choices")
         if (
@@ -236,6 +248,18 @@ class OpenAIAdapter:
                 and type(delta) is dict
                 and not delta.get("tool_calls")
             ):
+                if "reasoning_content" in delta:  # DeepSeek and vLLM reasoning models
+                    return ChatChunk(
+                        delta.get("content") or "",
+                        (),
+                        None,
+                        None,
+                        None,
+                        obj.get("id"),
+                        obj.get("model"),
+                        self.provider,
+                        delta["reasoning_content"] or "",
+                    )
                 return ChatChunk(
                     delta.get("content") or "",
                     (),
@@ -254,7 +278,7 @@ class OpenAIAdapter:
             if extra:
                 usage_raw = extra.get("usage")
         usage = _usage(usage_raw)
-        text = ""
+        text = thought = ""
         deltas: tuple[ToolCallDelta, ...] = ()
         raw_finish = None
         seen = False
@@ -264,6 +288,7 @@ class OpenAIAdapter:
             seen = True
             delta = choice.get("delta") or {}
             text = delta.get("content") or ""
+            thought = delta.get("reasoning_content") or ""
             calls = delta.get("tool_calls")
             if calls:
                 deltas = tuple(
@@ -288,6 +313,7 @@ class OpenAIAdapter:
                 id=obj.get("id"),
                 model=obj.get("model"),
                 provider=self.provider,
+                reasoning=thought,
             ),
         )
 
