@@ -351,6 +351,82 @@ def test_content_capture_on_a_tool_call(sdk: SDK) -> None:
     assert KEY not in json.dumps(dict(attrs))
 
 
+def test_anthropic_thinking_is_a_reasoning_part_only_when_captured(sdk: SDK) -> None:
+    """The recorded thinking reply: with capture on, gen_ai.output.messages has the
+    conventions' reasoning part (text only: no signature) before the text; with capture off
+    no content at all, and the reasoning nowhere on the span."""
+    path = CASSETTES / "anthropic" / "messages_create_captures_thinking_content.yaml"
+    (inter,) = load_cassette(path)
+    thinking, text = json.loads(inter.response.body)["content"]
+    spans = {}
+    for capture in (True, False):
+        sdk.exporter.clear()
+        chatmodels.configure(
+            tracer_provider=sdk.tracer_provider,
+            meter_provider=sdk.meter_provider,
+            capture_content=capture,
+        )
+        with ReplayServer([inter]) as server:
+            model = chatmodels.new_registry_provider(
+                "anthropic", {"api_key": KEY, "base_url": server.base_url, "max_retries": 0}
+            )
+            with model:
+                response = model.invoke(
+                    "What is 17*19? Think first.",
+                    model="claude-sonnet-4-20250514",
+                    max_tokens=16000,
+                    provider_specific={"thinking": {"type": "enabled", "budget_tokens": 10000}},
+                )
+        assert response.reasoning == thinking["thinking"]
+        (spans[capture],) = sdk.spans("chat ")
+    attrs = spans[True].attributes or {}
+    assert json.loads(str(attrs["gen_ai.output.messages"])) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "reasoning", "content": thinking["thinking"]},
+                {"type": "text", "content": text["text"]},
+            ],
+            "finish_reason": "stop",
+        }
+    ]
+    assert thinking["signature"] not in json.dumps(dict(attrs))
+    plain = dict(spans[False].attributes or {})
+    assert not any(k.startswith(("gen_ai.input", "gen_ai.output.m")) for k in plain)
+    assert "17 \u00d7 19" not in json.dumps(plain, ensure_ascii=False)
+    assert "double-check" not in json.dumps(plain)
+
+
+def test_reasoning_parts_in_input_messages() -> None:
+    from chatmodels.telemetry._content import input_messages
+
+    history = [
+        {"role": "user", "content": "q"},
+        chatmodels.Message(
+            "assistant",
+            (
+                chatmodels.ReasoningPart("why", "sig-secret"),
+                chatmodels.ReasoningPart(redacted="blob-secret"),
+                chatmodels.TextPart("a"),
+            ),
+        ),
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}]},
+    ]
+    out = input_messages(history)
+    assert json.loads(out)[1:] == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "reasoning", "content": "why"},
+                {"type": "reasoning", "content": ""},
+                {"type": "text", "content": "a"},
+            ],
+        },
+        {"role": "assistant", "parts": [{"type": "reasoning", "content": "t"}]},
+    ]
+    assert "secret" not in out
+
+
 # -- every built-in provider against its recordings ----------------------------------------
 
 _STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")

@@ -39,6 +39,10 @@ def _part(part: Any) -> dict[str, Any]:
     kind = _get(part, "type") or "text"
     if kind == "text":
         return {"type": "text", "content": _get(part, "text", _get(part, "content", ""))}
+    if kind in ("reasoning", "thinking", "redacted_thinking"):
+        # The conventions' ReasoningPart; signatures and redacted data are not content.
+        text = _get(part, "text", _get(part, "thinking", _get(part, "content")))
+        return {"type": "reasoning", "content": text or ""}
     if kind in ("image_url", "image"):
         url = _get(part, "url")
         image = _get(part, "image_url")
