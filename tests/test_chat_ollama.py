@@ -14,7 +14,15 @@ from typing import Any
 
 import chatmodels
 import pytest
-from chatmodels import ChatResponse, FinishReason, Message, ToolCall, Usage
+from chatmodels import (
+    ChatResponse,
+    FinishReason,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    Usage,
+)
 from chatmodels.testing import (
     RecordedInteraction,
     RecordedRequest,
@@ -234,7 +242,33 @@ def test_streamed_tool_call_and_thinking() -> None:
     response = chatmodels.accumulate(chunks)
     _check(response, _stream_expected(inter))
     assert response.text == ""  # thinking is not the reply
+    assert response.reasoning == "The user wants the weather in Toronto; I will call the tool."
     assert response.tool_calls[0].arguments == {"city": "Toronto"}
+
+
+def test_thinking_whole_and_streamed() -> None:
+    whole, streamed = load_cassette(OWN / "chat_thinking.yaml")
+    prompt = _sent_messages(whole)
+    with ReplayServer([whole, streamed]) as server, _model(server.base_url) as model:
+        invoked = model.invoke(prompt, model="deepseek-r1", provider_specific={"think": True})
+        chunks = list(model.stream(prompt, model="deepseek-r1", provider_specific={"think": True}))
+    server.check_requests()
+    assert_bodies_equivalent(whole.request.json, server.requests[0].json)
+    assert_bodies_equivalent(streamed.request.json, server.requests[1].json)
+    thought = "Spell it out: s-t-r-a-w-b-e-r-r-y. The r's are at positions 3, 8 and 9, so three."
+    answer = 'There are **3** r\'s in "strawberry".'
+    assert invoked.message.content == (ReasoningPart(thought), TextPart(answer))
+    assert (invoked.text, invoked.reasoning) == (answer, thought)
+    assert invoked.usage == Usage(12, 58, 70)
+    assert [(c.reasoning, c.text) for c in chunks if c.reasoning or c.text] == [
+        ("Spell it out: s-t-r-a-w-b-e-r-r-y.", ""),
+        (" The r's are at positions 3, 8 and 9, so three.", ""),
+        ("", "There are **3** r's"),
+        ("", ' in "strawberry".'),
+    ]
+    accumulated = chatmodels.accumulate(chunks)
+    fields = [f for f in ChatResponse.__dataclass_fields__ if f != "latency"]
+    assert accumulated == ChatResponse(**{f: getattr(invoked, f) for f in fields})
 
 
 class Availability(BaseModel):

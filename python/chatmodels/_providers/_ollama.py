@@ -5,6 +5,8 @@ with ``images`` and ``tool_calls`` whose arguments are objects, ``tools``, ``for
 ``"json"`` or a JSON schema, ``options`` for sampling, ``stream`` that defaults to true, the
 final object's ``done_reason``, ``prompt_eval_count`` and ``eval_count``; errors as
 ``{"error": "..."}``, also as a line of a stream) and ``GET /api/tags`` (the local models).
+A thinking model's ``message.thinking`` (whole, or in each streamed line) is the reply's
+reasoning, never its text; Ollama takes no reasoning back, so requests leave it out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from .._http_model import HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, NDJSONDecoder, WireRequest
-from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCall, Usage
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    ToolCall,
+    Usage,
+)
 from ._common import (
     NO_HEADERS,
     JSONRequests,
@@ -130,11 +140,13 @@ class OllamaAdapter:
         return self._http.post("/api/chat", self.build_body(request), stream=request.stream)
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """The single object of a ``"stream": false`` chat."""
+        """The single object of a ``"stream": false`` chat (``message.thinking`` is its
+        reasoning)."""
         data = loads(body)
         if "error" in data and "message" not in data:
             raise self.parse_error(500, NO_HEADERS, body)
         msg = data.get("message") or {}
+        thought = msg.get("thinking")
         return reply(  # Ollama gives a reply no id
             self.provider,
             msg.get("content") or "",
@@ -143,6 +155,7 @@ class OllamaAdapter:
             usage=_usage(data),
             model=data.get("model"),
             calls_end_with_stop=True,
+            reasoning=(ReasoningPart(thought),) if thought else (),
         )
 
     def new_decoder(self) -> NDJSONDecoder:
@@ -150,7 +163,8 @@ class OllamaAdapter:
         return NDJSONDecoder()
 
     def parse_event(self, event: bytes, state: dict[str, Any]) -> Iterable[ChatChunk]:
-        """One streamed object; the one with ``"done": true`` ends the stream."""
+        """One streamed object (its ``message.thinking`` is the chunk's reasoning); the one
+        with ``"done": true`` ends the stream."""
         data = loads(event)
         if "error" in data and "message" not in data:
             raise self.parse_error(500, NO_HEADERS, event)
@@ -172,6 +186,7 @@ class OllamaAdapter:
             id=None,
             model=data.get("model"),
             provider=self.provider,
+            reasoning=msg.get("thinking") or "",
         )
         if done:
             state["done"] = True
