@@ -15,7 +15,7 @@ from typing import Any
 
 import chatmodels
 import pytest
-from chatmodels import ChatResponse, FinishReason, Message, Usage
+from chatmodels import ChatResponse, FinishReason, Message, ReasoningPart, TextPart, Usage
 from chatmodels.testing import (
     RecordedInteraction,
     RecordedRequest,
@@ -556,6 +556,128 @@ def test_thought_parts_are_not_reply_text() -> None:
     with ReplayServer([inter]) as server, _gemini(server.base_url) as model:
         response = model.invoke("What is the answer?", model="gemini-2.5-pro")
     assert response.text == "42"
+    assert response.reasoning == "Let me think about the question."
     assert response.finish_reason is FinishReason.LENGTH
     assert response.raw_finish_reason == "MAX_TOKENS"
     assert response.usage == Usage(5 + 3, 1 + 9, 18, reasoning_tokens=9)
+
+
+# Written from the Gemini API thinking guide and GenerateContentResponse reference
+# (https://ai.google.dev/gemini-api/docs/thinking), not recorded: with
+# generationConfig.thinkingConfig.includeThoughts, thought summaries come as parts with
+# "thought": true before the answer's parts, a thoughtSignature on a part; streamed
+# (alt=sse), each event a whole GenerateContentResponse with the thought parts first.
+THINKING_PATH = "/v1beta/models/gemini-2.5-flash"
+THOUGHT_ONE = "**Counting the letters**\nSpelling strawberry: s-t-r-a-w-b-e-r-r-y."
+THOUGHT_TWO = "\nThe r's are the 3rd, 8th and 9th letters: three."
+THOUGHT_SIGNATURE = "CvcBAdHtim9vT1sYw3hGq1VvY2x1Z2dlZC1zaWduYXR1cmU="
+THINKING_USAGE = {
+    "promptTokenCount": 9,
+    "candidatesTokenCount": 12,
+    "thoughtsTokenCount": 181,
+    "totalTokenCount": 202,
+}
+THINKING_ANSWER = "There are three r's in strawberry."
+
+
+def _thinking_event(parts: list[dict[str, Any]], **extra: Any) -> bytes:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    data = {
+        "candidates": [{**candidate, **extra.pop("candidate", {})}],
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "Gx9Sac3bFqXz1MkP2pWa0Qo",
+        **extra,
+    }
+    return b"data: " + json.dumps(data).encode() + b"\r\n\r\n"
+
+
+THINKING_WHOLE = {
+    "candidates": [
+        {
+            "content": {
+                "parts": [
+                    {"text": THOUGHT_ONE, "thought": True},
+                    {"text": THOUGHT_TWO, "thought": True, "thoughtSignature": THOUGHT_SIGNATURE},
+                    {"text": THINKING_ANSWER},
+                ],
+                "role": "model",
+            },
+            "finishReason": "STOP",
+            "index": 0,
+        }
+    ],
+    "usageMetadata": THINKING_USAGE,
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "Gx9Sac3bFqXz1MkP2pWa0Qo",
+}
+THINKING_STREAM = b"".join(
+    [
+        _thinking_event([{"text": THOUGHT_ONE, "thought": True}]),
+        _thinking_event(
+            [{"text": THOUGHT_TWO, "thought": True, "thoughtSignature": THOUGHT_SIGNATURE}]
+        ),
+        _thinking_event([{"text": "There are three r's"}]),
+        _thinking_event(
+            [{"text": " in strawberry."}],
+            candidate={"finishReason": "STOP"},
+            usageMetadata=THINKING_USAGE,
+        ),
+    ]
+)
+
+
+def test_thought_parts_whole_and_streamed() -> None:
+    whole = _reply(
+        THINKING_PATH + ":generateContent", json.dumps(THINKING_WHOLE).encode(), "application/json"
+    )
+    streamed = _reply(
+        THINKING_PATH + ":streamGenerateContent?alt=sse", THINKING_STREAM, "text/event-stream"
+    )
+    config = {"generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
+    prompt = "How many r's are in strawberry?"
+    with ReplayServer([whole, streamed]) as server, _gemini(server.base_url) as model:
+        invoked = model.invoke(prompt, model="gemini-2.5-flash", provider_specific=config)
+        chunks = list(model.stream(prompt, model="gemini-2.5-flash", provider_specific=config))
+    server.check_requests()
+    for sent in server.requests:
+        assert sent.json["generationConfig"] == config["generationConfig"]
+    assert invoked.message.content == (
+        ReasoningPart(THOUGHT_ONE + THOUGHT_TWO, THOUGHT_SIGNATURE),
+        TextPart(THINKING_ANSWER),
+    )
+    assert (invoked.text, invoked.reasoning) == (THINKING_ANSWER, THOUGHT_ONE + THOUGHT_TWO)
+    assert invoked.usage == Usage(9, 12 + 181, 202, reasoning_tokens=181)
+    assert [(c.reasoning, c.reasoning_signature, c.text) for c in chunks] == [
+        (THOUGHT_ONE, None, ""),
+        (THOUGHT_TWO, THOUGHT_SIGNATURE, ""),
+        ("", None, "There are three r's"),
+        ("", None, " in strawberry."),
+    ]
+    accumulated = chatmodels.accumulate(chunks)
+    fields = [f for f in ChatResponse.__dataclass_fields__ if f != "latency"]
+    assert accumulated == ChatResponse(**{f: getattr(invoked, f) for f in fields})
+
+
+def test_thought_parts_in_one_event_keep_their_signatures_apart() -> None:
+    """An event with a signed thought part, another thought and text: a chunk per signed
+    part, then the rest; accumulated, the same parts as the whole reply."""
+    body = _thinking_event(
+        [
+            {"text": "a", "thought": True, "thoughtSignature": "s1"},
+            {"text": "b", "thought": True},
+            {"text": "answer"},
+        ],
+        candidate={"finishReason": "STOP"},
+    )
+    streamed = _reply(THINKING_PATH + ":streamGenerateContent?alt=sse", body, "text/event-stream")
+    with ReplayServer([streamed]) as server, _gemini(server.base_url) as model:
+        chunks = list(model.stream("q", model="gemini-2.5-flash"))
+    assert [(c.reasoning, c.reasoning_signature, c.text) for c in chunks] == [
+        ("a", "s1", ""),
+        ("b", None, "answer"),
+    ]
+    assert chatmodels.accumulate(chunks).message.content == (
+        ReasoningPart("a", "s1"),
+        ReasoningPart("b"),
+        TextPart("answer"),
+    )

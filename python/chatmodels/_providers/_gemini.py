@@ -8,6 +8,12 @@ official SDK (google-genai): ``https://generativelanguage.googleapis.com`` + ``/
 the ``x-goog-api-key`` header; ``https://{location}-aiplatform.googleapis.com`` (or
 ``https://aiplatform.googleapis.com`` for ``global``) + ``/v1beta1/projects/{project}/
 locations/{location}`` with ``Authorization: Bearer``.
+
+Parts marked ``"thought": true`` (thought summaries, sent with ``thinkingConfig.
+includeThoughts``) are the reply's reasoning, never its text: consecutive thought parts make
+one `ReasoningPart`, closed by a thought part's ``thoughtSignature`` (its signature); streamed,
+a thought part's text is a chunk's ``reasoning`` and its signature the ``reasoning_signature``,
+so that the stream accumulates to the whole reply. Requests leave reasoning out.
 """
 
 from __future__ import annotations
@@ -26,7 +32,17 @@ from .._http_model import HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest, request_id_of
-from .._types import ChatChunk, ChatResponse, FinishReason, ImagePart, Message, ToolCall, Usage
+from .._types import (
+    ChatChunk,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    ToolCall,
+    Usage,
+    reply_content,
+)
 from ._common import (
     NO_HEADERS,
     finish_reason,
@@ -366,10 +382,20 @@ class GeminiAdapter:
 
     def _calls_of(
         self, parts: Iterable[Mapping[str, Any]], response_id: str | None, first_index: int
-    ) -> tuple[str, list[ToolCall]]:
+    ) -> tuple[str, list[ToolCall], list[tuple[str, str | None]] | None]:
+        """The parts' reply text, function calls and thought parts (text, signature)."""
         text: list[str] = []
         calls: list[ToolCall] = []
+        thoughts: list[tuple[str, str | None]] | None = None
         for part in parts:
+            if "text" in part:
+                if part.get("thought"):
+                    if thoughts is None:
+                        thoughts = []
+                    thoughts.append((part["text"] or "", part.get("thoughtSignature")))
+                else:
+                    text.append(part["text"])
+                continue
             call = part.get("functionCall")
             if call is not None:
                 index = first_index + len(calls)
@@ -379,21 +405,30 @@ class GeminiAdapter:
                 )
                 self._remember(call_id, part.get("thoughtSignature"), bool(api_id))
                 calls.append(ToolCall.from_wire(call_id, call["name"], call.get("args") or {}))
-            elif "text" in part and not part.get("thought"):
-                text.append(part["text"])
-        return "".join(text), calls
+        return "".join(text), calls, thoughts
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """A ``GenerateContentResponse``: its first candidate."""
+        """A ``GenerateContentResponse``: its first candidate (thought parts as reasoning)."""
         data = loads(body)
         if "error" in data and "candidates" not in data:
             raise self._error_in_body(data, body)
         response_id = data.get("responseId")
         candidates = data.get("candidates") or ()
+        reasoning: list[ReasoningPart] = []
         if candidates:
             candidate = candidates[0]
             parts = (candidate.get("content") or {}).get("parts") or ()
-            text, calls = self._calls_of(parts, response_id, 0)
+            text, calls, thoughts = self._calls_of(parts, response_id, 0)
+            if thoughts:
+                # As `accumulate` folds the streamed form: a signature closes a part.
+                pending: list[str] = []
+                for thought, signature in thoughts:
+                    pending.append(thought)
+                    if signature is not None:
+                        reasoning.append(ReasoningPart("".join(pending), signature))
+                        pending = []
+                if pending:
+                    reasoning.append(ReasoningPart("".join(pending)))
             raw_finish = candidate.get("finishReason")
             finish = finish_reason(raw_finish, tool_calls=bool(calls))  # Gemini says STOP
         else:  # the prompt itself was blocked
@@ -401,7 +436,7 @@ class GeminiAdapter:
             raw_finish = (data.get("promptFeedback") or {}).get("blockReason")
             finish = FinishReason.CONTENT_FILTER if raw_finish else None
         return ChatResponse(
-            message=Message("assistant", text, tuple(calls)),
+            message=Message("assistant", reply_content(text, reasoning), tuple(calls)),
             id=response_id,
             model=data.get("modelVersion"),
             provider=self.provider,
@@ -417,7 +452,8 @@ class GeminiAdapter:
     def parse_event(
         self, event: tuple[str | None, bytes], state: dict[str, Any]
     ) -> Iterable[ChatChunk]:
-        """One streamed ``GenerateContentResponse``: text and whole function calls."""
+        """One streamed ``GenerateContentResponse``: text, whole function calls, and thought
+        parts as reasoning (a signed thought part is a chunk of its own)."""
         data = loads(event[1])
         if "error" in data and "candidates" not in data:
             raise self._error_in_body(data, event[1])
@@ -431,11 +467,12 @@ class GeminiAdapter:
         raw_finish: str | None = None
         text = ""
         calls: list[ToolCall] = []
+        thoughts: list[tuple[str, str | None]] | None = None
         first = state.get("calls", 0)
         if candidates:
             candidate = candidates[0]
             parts = (candidate.get("content") or {}).get("parts") or ()
-            text, calls = self._calls_of(parts, response_id, first)
+            text, calls, thoughts = self._calls_of(parts, response_id, first)
             raw_finish = candidate.get("finishReason")
             state["calls"] = first + len(calls)
         else:
@@ -448,22 +485,44 @@ class GeminiAdapter:
                 if candidates
                 else FinishReason.CONTENT_FILTER
             )
+        model = data.get("modelVersion")
+        signed: list[ChatChunk] = []
+        thought = ""
+        if thoughts:
+            pending: list[str] = []
+            for part_text, signature in thoughts:
+                pending.append(part_text)
+                if signature is not None:
+                    signed.append(
+                        ChatChunk(
+                            id=response_id,
+                            model=model,
+                            provider=self.provider,
+                            reasoning="".join(pending),
+                            reasoning_signature=signature,
+                        )
+                    )
+                    pending = []
+            thought = "".join(pending)
         if finish is not None:
             state["finished"] = True
-        elif not text and not deltas:
-            return ()
-        return (
-            ChatChunk(
-                text=text,
-                tool_call_deltas=deltas,
-                finish_reason=finish,
-                raw_finish_reason=raw_finish,
-                usage=state.get("usage") if finish is not None else None,
-                id=response_id,
-                model=data.get("modelVersion"),
-                provider=self.provider,
-            ),
+        elif not text and not deltas and not thought:
+            return signed
+        last = ChatChunk(
+            text=text,
+            tool_call_deltas=deltas,
+            finish_reason=finish,
+            raw_finish_reason=raw_finish,
+            usage=state.get("usage") if finish is not None else None,
+            id=response_id,
+            model=model,
+            provider=self.provider,
+            reasoning=thought,
         )
+        if signed:
+            signed.append(last)
+            return signed
+        return (last,)
 
     # -- errors and health -----------------------------------------------------------------
 
