@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,9 +25,10 @@ from botocore.auth import SigV4Auth  # type: ignore[import-untyped,unused-ignore
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped,unused-ignore]
 from botocore.credentials import Credentials  # type: ignore[import-untyped,unused-ignore]
 from botocore.eventstream import EventStreamBuffer  # type: ignore[import-untyped,unused-ignore]
-from chatmodels import ChatResponse, FinishReason, Message, ToolCall
+from chatmodels import ChatResponse, FinishReason, Message, ReasoningPart, TextPart, ToolCall
 from chatmodels.testing import (
     RecordedInteraction,
+    RecordedRequest,
     RecordedResponse,
     ReplayServer,
     assert_bodies_equivalent,
@@ -665,3 +668,172 @@ def test_images_as_bytes_or_s3_and_provider_specific_passthrough() -> None:
     assert body["additionalModelRequestFields"] == {"top_k": 5}
     with pytest.raises(chatmodels.InvalidConfigError, match="s3://"):
         _sent_body(messages=[Message.user([chatmodels.ImagePart(url="https://x/cat.png")])])
+
+
+# -- reasoning ------------------------------------------------------------------------------
+# Written from the Bedrock Runtime API reference (Converse: ContentBlock.reasoningContent, a
+# ReasoningContentBlock of reasoningText {text, signature} or redactedContent (a blob,
+# base64 in JSON); ConverseStream: contentBlockDelta.delta.reasoningContent, a
+# ReasoningContentBlockDelta of text, signature or redactedContent), not recorded: Claude
+# 3.7 Sonnet with thinking enabled through additionalModelRequestFields.
+
+REASONING_MODEL = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+REASONING_THOUGHT = "17*19: 17*20 = 340, minus 17 is 323."
+REASONING_SIGNATURE = "EqoBCkgIARABGAIiQBqlm2Lx4bcRiZ5nUHl0bnRoZXRpYy1zaWduYXR1cmU="
+REASONING_USAGE = {"inputTokens": 52, "outputTokens": 97, "totalTokens": 149}
+REASONING_PARAMS = {
+    "provider_specific": {
+        "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    },
+    "max_tokens": 2048,
+}
+
+
+def _frame(event_type: str, payload: dict[str, Any]) -> bytes:
+    """One AWS event stream message (prelude, string headers, JSON payload, CRC32s)."""
+    headers = b""
+    for name, value in (
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ):
+        raw = value.encode()
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(raw)) + raw
+    body = json.dumps(payload).encode()
+    prelude = struct.pack(">II", 12 + len(headers) + len(body) + 4, len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + body
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def _reasoning_delta(**delta: str) -> bytes:
+    return _frame(
+        "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}}
+    )
+
+
+REASONING_STREAM = b"".join(
+    [
+        _frame("messageStart", {"role": "assistant"}),
+        _reasoning_delta(text="17*19: 17*20 = 340,"),
+        _reasoning_delta(text=" minus 17 is 323."),
+        _reasoning_delta(signature=REASONING_SIGNATURE),
+        _frame("contentBlockStop", {"contentBlockIndex": 0}),
+        _frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "17 \u00d7 19"}}),
+        _frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": " = 323."}}),
+        _frame("contentBlockStop", {"contentBlockIndex": 1}),
+        _frame("messageStop", {"stopReason": "end_turn"}),
+        _frame("metadata", {"usage": REASONING_USAGE, "metrics": {"latencyMs": 2150}}),
+    ]
+)
+
+
+def _converse_reply(path: str, response: RecordedResponse) -> RecordedInteraction:
+    return RecordedInteraction(
+        RecordedRequest("POST", "http://x" + path, path, {}, b"", None), response
+    )
+
+
+def _whole_reasoning(content: list[dict[str, Any]]) -> RecordedResponse:
+    return _json_response(
+        {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": "end_turn",
+            "usage": REASONING_USAGE,
+            "metrics": {"latencyMs": 2150},
+        }
+    )
+
+
+def test_reasoning_whole_and_streamed() -> None:
+    path = "/model/" + REASONING_MODEL.replace(":", "%3A")
+    whole = _whole_reasoning(
+        [
+            {
+                "reasoningContent": {
+                    "reasoningText": {"text": REASONING_THOUGHT, "signature": REASONING_SIGNATURE}
+                }
+            },
+            {"text": "17 \u00d7 19 = 323."},
+        ]
+    )
+    streamed = RecordedResponse(
+        200, "OK", (("Content-Type", "application/vnd.amazon.eventstream"),), REASONING_STREAM
+    )
+    interactions = [
+        _converse_reply(path + "/converse", whole),
+        _converse_reply(path + "/converse-stream", streamed),
+    ]
+    with ReplayServer(interactions) as server, _model(server) as model:
+        invoked = model.invoke("What is 17*19?", model=REASONING_MODEL, **REASONING_PARAMS)
+        chunks = list(model.stream("What is 17*19?", model=REASONING_MODEL, **REASONING_PARAMS))
+    server.check_requests()
+    for sent in server.requests:
+        assert sent.json["additionalModelRequestFields"] == {
+            "thinking": {"type": "enabled", "budget_tokens": 1024}
+        }
+    assert invoked.message.content == (
+        ReasoningPart(REASONING_THOUGHT, REASONING_SIGNATURE),
+        TextPart("17 \u00d7 19 = 323."),
+    )
+    assert (invoked.text, invoked.reasoning) == ("17 \u00d7 19 = 323.", REASONING_THOUGHT)
+    assert invoked.usage == chatmodels.Usage(52, 97, 149)
+    assert [
+        (c.reasoning, c.reasoning_signature, c.text) for c in chunks if not c.finish_reason
+    ] == [
+        ("17*19: 17*20 = 340,", None, ""),
+        (" minus 17 is 323.", None, ""),
+        ("", REASONING_SIGNATURE, ""),
+        ("", None, "17 \u00d7 19"),
+        ("", None, " = 323."),
+    ]
+    accumulated = chatmodels.accumulate(chunks)
+    assert accumulated == dataclasses.replace(invoked, latency=None)
+
+
+def test_redacted_reasoning_is_kept_whole() -> None:
+    path = "/model/" + REASONING_MODEL.replace(":", "%3A") + "/converse"
+    whole = _whole_reasoning(
+        [
+            {"reasoningContent": {"redactedContent": "RXhhbXBsZSByZWRhY3RlZCBkYXRh"}},
+            {"text": "Done."},
+        ]
+    )
+    with ReplayServer([_converse_reply(path, whole)]) as server, _model(server) as model:
+        response = model.invoke("Hi", model=REASONING_MODEL)
+    assert response.message.content == (
+        ReasoningPart(redacted="RXhhbXBsZSByZWRhY3RlZCBkYXRh"),
+        TextPart("Done."),
+    )
+    assert (response.text, response.reasoning) == ("Done.", "")
+
+
+def test_a_reply_with_reasoning_goes_back_as_reasoning_content() -> None:
+    """The invoked reply's message sent back as is: its signed reasoningContent first."""
+    path = "/model/" + REASONING_MODEL.replace(":", "%3A") + "/converse"
+    first = _whole_reasoning(
+        [
+            {
+                "reasoningContent": {
+                    "reasoningText": {"text": REASONING_THOUGHT, "signature": REASONING_SIGNATURE}
+                }
+            },
+            {"text": "323"},
+        ]
+    )
+    second = _whole_reasoning([{"text": "Yes."}])
+    interactions = [_converse_reply(path, first), _converse_reply(path, second)]
+    with ReplayServer(interactions) as server, _model(server) as model:
+        answer = model.invoke("What is 17*19?", model=REASONING_MODEL)
+        history = [Message.user("What is 17*19?"), answer.message, Message.user("Sure?")]
+        model.invoke(history, model=REASONING_MODEL)
+    assert server.requests[1].json["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {
+                "reasoningContent": {
+                    "reasoningText": {"text": REASONING_THOUGHT, "signature": REASONING_SIGNATURE}
+                }
+            },
+            {"text": "323"},
+        ],
+    }

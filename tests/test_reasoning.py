@@ -176,7 +176,7 @@ def test_accumulate_keeps_unsigned_reasoning_and_plain_replies_stay_str() -> Non
     assert plain.reasoning is None
 
 
-# -- requests: only Anthropic takes reasoning back -------------------------------------------
+# -- requests: only Anthropic and Bedrock take reasoning back --------------------------------
 
 THOUGHT = "private chain of thought 8c1f"
 HISTORY = [
@@ -198,10 +198,6 @@ def _openai_turns(body: dict[str, Any]) -> list[Any]:
 
 def _gemini_turns(body: dict[str, Any]) -> list[Any]:
     return [body["contents"][1], body["contents"][3]]
-
-
-def _bedrock_turns(body: dict[str, Any]) -> list[Any]:
-    return [body["messages"][1], body["messages"][3]]
 
 
 def _ollama_turns(body: dict[str, Any]) -> list[Any]:
@@ -255,26 +251,6 @@ SKIPPING = [
             {
                 "role": "model",
                 "parts": [{"functionCall": {"name": "multiply", "args": {"a": 17, "b": 19}}}],
-            },
-        ],
-    ),
-    (
-        "bedrock",
-        {},
-        _bedrock_turns,
-        [
-            {"role": "assistant", "content": [{"text": "323"}]},
-            {
-                "role": "assistant",
-                "content": [
-                    {
-                        "toolUse": {
-                            "toolUseId": "call_1",
-                            "name": "multiply",
-                            "input": {"a": 17, "b": 19},
-                        }
-                    }
-                ],
             },
         ],
     ),
@@ -333,6 +309,35 @@ def test_anthropic_sends_reasoning_back_first() -> None:
         {"type": "redacted_thinking", "data": "opaque-9d"},
         {"type": "tool_use", "id": "call_1", "name": "multiply", "input": {"a": 17, "b": 19}},
     ]
+
+
+@pytest.mark.usefixtures("fake_aws")
+def test_bedrock_sends_reasoning_back_first() -> None:
+    """Converse reasoningContent blocks first in the assistant turn (Claude on Bedrock wants
+    its thinking back unmodified); tool results and user turns carry none."""
+    with ReplayServer([]) as server:
+        model = new_model("bedrock", server.base_url, model="m1")
+        with model, pytest.raises(chatmodels.ChatModelError):
+            model.invoke(HISTORY)
+        (sent,) = server.requests
+    messages = sent.json["messages"]
+    assert messages[1] == {
+        "role": "assistant",
+        "content": [
+            {"reasoningContent": {"reasoningText": {"text": THOUGHT, "signature": "sig-1"}}},
+            {"text": "323"},
+        ],
+    }
+    assert messages[3] == {
+        "role": "assistant",
+        "content": [
+            {"reasoningContent": {"reasoningText": {"text": THOUGHT}}},
+            {"reasoningContent": {"redactedContent": "opaque-9d"}},
+            {"toolUse": {"toolUseId": "call_1", "name": "multiply", "input": {"a": 17, "b": 19}}},
+        ],
+    }
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert THOUGHT.encode() not in json.dumps([messages[0], messages[2], messages[4]]).encode()
 
 
 # -- OpenAI-compatible: DeepSeek's reasoning_content -----------------------------------------

@@ -8,6 +8,14 @@ shared files, SSO, instance roles; region from the ``region`` option, ``AWS_REGI
 (``AWS_BEARER_TOKEN_BEDROCK``) as a Bearer token. Streams are AWS event streams, decoded
 by botocore's ``EventStreamBuffer``. botocore is the optional extra ``chatmodels[bedrock]``
 and is imported only when a bedrock model is created.
+
+``reasoningContent`` blocks are the reply's reasoning, never its text: ``reasoningText``
+(text and signature) a `ReasoningPart`, ``redactedContent`` (bytes, base64 in JSON) one with
+`redacted` set. Streamed, a ``reasoningContent`` delta's ``text`` is a chunk's
+``reasoning`` and its ``signature`` the ``reasoning_signature`` (a streamed
+``redactedContent`` has no form in `ChatChunk` and is not kept). An assistant message sends
+its ReasoningParts back first, as ``reasoningContent`` blocks: Claude on Bedrock wants its
+thinking blocks back unmodified when a thinking turn used tools.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from .._types import (
     ChatResponse,
     ImagePart,
     Message,
+    ReasoningPart,
     TextPart,
     ToolCall,
     ToolCallDelta,
@@ -121,6 +130,24 @@ def _content_blocks(content: str | tuple[TextPart | ImagePart, ...]) -> list[dic
     ]
 
 
+def _reasoning_block(part: ReasoningPart) -> dict[str, Any]:
+    if part.redacted is not None:
+        return {"reasoningContent": {"redactedContent": part.redacted}}
+    text: dict[str, Any] = {"text": part.text}
+    if part.signature is not None:
+        text["signature"] = part.signature
+    return {"reasoningContent": {"reasoningText": text}}
+
+
+def _assistant_blocks(content: str | tuple[Any, ...]) -> list[dict[str, Any]]:
+    """An assistant turn's blocks: its reasoning first, then its text and images."""
+    blocks = _content_blocks(without_reasoning(content))
+    if isinstance(content, str):
+        return blocks
+    reasoning = [_reasoning_block(p) for p in content if isinstance(p, ReasoningPart)]
+    return reasoning + blocks if reasoning else blocks
+
+
 def _tool_result(msg: Message) -> dict[str, Any]:
     """A tool result: a JSON object result travels as ``json``, anything else as text."""
     content = msg.content
@@ -151,7 +178,11 @@ def _wire_messages(
         if msg.role == "tool":
             role, blocks = "user", [_tool_result(msg)]
         else:
-            role, blocks = msg.role, _content_blocks(without_reasoning(msg.content))
+            role = msg.role
+            if role == "assistant":
+                blocks = _assistant_blocks(msg.content)
+            else:
+                blocks = _content_blocks(without_reasoning(msg.content))
             for call in msg.tool_calls:
                 blocks.append(
                     {
@@ -393,24 +424,35 @@ class BedrockAdapter:
     # -- responses -------------------------------------------------------------------------
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """A ConverseResponse: text and toolUse blocks, stopReason, usage. Converse has no
-        response id and does not name the model, so `id` and `model` are None."""
+        """A ConverseResponse: text, toolUse and reasoningContent blocks, stopReason, usage.
+        Converse has no response id and does not name the model, so `id` and `model` are
+        None."""
         data = loads(body)
         message = data["output"]["message"]
         texts: list[str] = []
         calls: list[ToolCall] = []
+        reasoning: list[ReasoningPart] = []
         for block in message.get("content") or ():
             if "text" in block:
                 texts.append(block["text"])
             elif "toolUse" in block:
                 use = block["toolUse"]
                 calls.append(ToolCall.from_wire(use["toolUseId"], use["name"], use.get("input")))
+            elif "reasoningContent" in block:
+                content = block["reasoningContent"] or {}
+                if "redactedContent" in content:
+                    reasoning.append(ReasoningPart(redacted=content["redactedContent"] or ""))
+                else:
+                    thought = content.get("reasoningText") or {}
+                    part = ReasoningPart(thought.get("text") or "", thought.get("signature"))
+                    reasoning.append(part)
         return reply(
             self.provider,
             "".join(texts),
             calls,
             raw_finish=data.get("stopReason"),
             usage=_usage(data.get("usage")),
+            reasoning=tuple(reasoning),
         )
 
     def new_decoder(self) -> EventStreamDecoder:
@@ -420,8 +462,9 @@ class BedrockAdapter:
     def parse_event(
         self, event: tuple[str, str, bytes], state: dict[str, Any]
     ) -> Iterable[ChatChunk]:
-        """One ConverseStream event: contentBlockStart/Delta (text, toolUse), messageStop
-        (stopReason) and metadata (usage, last) make chunks; exceptions raise."""
+        """One ConverseStream event: contentBlockStart/Delta (text, toolUse,
+        reasoningContent), messageStop (stopReason) and metadata (usage, last) make chunks;
+        exceptions raise."""
         kind, name, payload = event
         if kind != "event":
             message = None
@@ -440,7 +483,14 @@ class BedrockAdapter:
             if use is not None:
                 fragment = ToolCallDelta(data["contentBlockIndex"], arguments=use.get("input", ""))
                 return (ChatChunk(tool_call_deltas=(fragment,), provider=self.provider),)
-            return ()  # reasoning, citations: not part of the reply's text
+            thought = delta.get("reasoningContent")
+            if thought is not None:
+                if thought.get("text"):
+                    return (ChatChunk(provider=self.provider, reasoning=thought["text"]),)
+                if "signature" in thought:
+                    signature = thought["signature"] or ""
+                    return (ChatChunk(provider=self.provider, reasoning_signature=signature),)
+            return ()  # citations, redacted reasoning: no form in ChatChunk
         if name == "contentBlockStart":
             data = loads(payload)
             use = (data.get("start") or {}).get("toolUse")
