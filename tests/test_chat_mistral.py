@@ -9,13 +9,14 @@ against values read from the recording itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import chatmodels
 import pytest
-from chatmodels import ChatResponse, FinishReason
+from chatmodels import ChatResponse, FinishReason, ReasoningPart, TextPart
 from chatmodels.testing import (
     RecordedInteraction,
     RecordedRequest,
@@ -24,7 +25,13 @@ from chatmodels.testing import (
     assert_bodies_equivalent,
     load_cassette,
 )
-from replay_helpers import assert_secret_hidden, cassette_dirs, new_model, replay_each
+from replay_helpers import (
+    assert_secret_hidden,
+    cassette_dirs,
+    json_interaction,
+    new_model,
+    replay_each,
+)
 
 SHARED, OWN = cassette_dirs("mistral")
 KEY = "mistral-test-secret-key-0123456789"
@@ -370,3 +377,101 @@ def test_metadata_is_truthful() -> None:
     assert meta.supports_health_check
     for cap in ("tool_calling", "structured_output", "json_mode", "streaming", "system_prompt"):
         assert meta.supports(cap)
+
+
+# -- reasoning (Magistral) ------------------------------------------------------------------
+# Written from the Mistral API reference and its reasoning guide
+# (https://docs.mistral.ai/capabilities/reasoning/), not recorded: a Magistral reply's content
+# is a list of chunks, {"type": "thinking", "thinking": [{"type": "text", ...}]} before the
+# {"type": "text"} answer; streamed, each delta's content is such a list.
+
+MAGISTRAL_THOUGHT = "17 * 3: 10 * 3 = 30 and 7 * 3 = 21, so 51."
+MAGISTRAL_USAGE = {"prompt_tokens": 10, "completion_tokens": 30, "total_tokens": 40}
+
+
+def _magistral_event(content: Any, finish: str | None = None, **extra: Any) -> bytes:
+    obj = {
+        "id": "c0ffee00c0ffee00c0ffee00c0ffee01",
+        "object": "chat.completion.chunk",
+        "created": 1757760300,
+        "model": "magistral-medium-2509",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+        **extra,
+    }
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _thinking(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
+MAGISTRAL_STREAM = b"".join(
+    [
+        _magistral_event([_thinking("17 * 3: 10 * 3 = 30")]),
+        _magistral_event([_thinking(" and 7 * 3 = 21, so 51.")]),
+        _magistral_event([{"type": "text", "text": "17 \u00d7 3"}]),
+        _magistral_event(" = 51."),
+        _magistral_event("", "stop", usage=MAGISTRAL_USAGE),
+        b"data: [DONE]\n\n",
+    ]
+)
+MAGISTRAL_WHOLE = {
+    "id": "c0ffee00c0ffee00c0ffee00c0ffee01",
+    "object": "chat.completion",
+    "created": 1757760300,
+    "model": "magistral-medium-2509",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": [
+                    _thinking("17 * 3: 10 * 3 = 30"),
+                    _thinking(" and 7 * 3 = 21, so 51."),
+                    {"type": "text", "text": "17 \u00d7 3 = 51."},
+                ],
+                "tool_calls": None,
+            },
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": MAGISTRAL_USAGE,
+}
+
+
+def test_reasoning_recording_has_the_thinking_apart() -> None:
+    (inter,) = load_cassette(OWN / "chat_reasoning_content.yaml")
+    messages, params = _call_args(inter.request.json)
+    with ReplayServer([inter]) as server, _model(server) as model:
+        response = model.invoke(messages, **params)
+    assert response.message.content == (
+        ReasoningPart("17 * 3 = 51."),
+        TextPart("17 \u00d7 3 = 51."),
+    )
+
+
+def test_thinking_chunks_whole_and_streamed() -> None:
+    whole = json_interaction("/v1/chat/completions", MAGISTRAL_WHOLE)
+    streamed = json_interaction(
+        "/v1/chat/completions",
+        None,
+        raw=MAGISTRAL_STREAM,
+        headers=(("Content-Type", "text/event-stream"),),
+    )
+    with ReplayServer([whole, streamed]) as server, _model(server) as model:
+        invoked = model.invoke("What is 17 * 3?", model="magistral-medium-2509")
+        chunks = list(model.stream("What is 17 * 3?", model="magistral-medium-2509"))
+        server.check_requests()
+    assert invoked.message.content == (
+        ReasoningPart(MAGISTRAL_THOUGHT),
+        TextPart("17 \u00d7 3 = 51."),
+    )
+    assert (invoked.text, invoked.reasoning) == ("17 \u00d7 3 = 51.", MAGISTRAL_THOUGHT)
+    assert [(c.reasoning, c.text) for c in chunks if c.reasoning or c.text] == [
+        ("17 * 3: 10 * 3 = 30", ""),
+        (" and 7 * 3 = 21, so 51.", ""),
+        ("", "17 \u00d7 3"),
+        ("", " = 51."),
+    ]
+    accumulated = chatmodels.accumulate(chunks)
+    assert accumulated == dataclasses.replace(invoked, latency=None)

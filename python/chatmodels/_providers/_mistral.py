@@ -6,8 +6,9 @@ Reference: https://docs.mistral.ai/api/ (chat completion request, response and t
 a few differences, which this subclass of the OpenAI adapter handles: ``random_seed`` instead
 of ``seed``; ``stream`` always sent and no ``stream_options`` (usage arrives on the last
 chunk anyway); ``safe_prompt``; ``tool_choice: "any"``; message content that may be a list of
-chunks (``text``, ``thinking`` from reasoning models); streamed tool calls that arrive whole,
-each possibly with index 0; request ids in ``mistral-correlation-id`` / ``x-kong-request-id``.
+chunks (``text``, and ``thinking`` from reasoning models: the reply's reasoning, whole and
+streamed, never its text); streamed tool calls that arrive whole, each possibly with index
+0; request ids in ``mistral-correlation-id`` / ``x-kong-request-id``.
 """
 
 from __future__ import annotations
@@ -31,25 +32,43 @@ __all__ = ["MistralAdapter", "create"]
 _LIST_CONTENT = (b'"content":[', b'"content": [')
 
 
-def _chunks_text(content: Any) -> Any:
-    """The reply text of a content value: a str as is, a chunk list's text chunks joined
-    (``thinking`` chunks are the model's reasoning, not its reply)."""
-    if not isinstance(content, list):
-        return content
-    return "".join(
-        part.get("text") or ""
-        for part in content
-        if isinstance(part, dict) and part.get("type") == "text"
-    )
+def _chunks_text(content: list[Any]) -> tuple[str, str | None]:
+    """A chunk list's reply text (its ``text`` chunks joined) and its reasoning (its
+    ``thinking`` chunks' text joined; None when it has none)."""
+    text: list[str] = []
+    thought: list[str] | None = None
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            text.append(part.get("text") or "")
+        elif kind == "thinking":
+            if thought is None:
+                thought = []
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                thought.append(inner)
+            else:
+                thought.extend(
+                    p.get("text") or ""
+                    for p in inner or ()
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
+    return "".join(text), None if thought is None else "".join(thought)
 
 
 def _flatten_content(data: Any) -> Any:
-    """A decoded response or chunk, its list contents flattened to text (in place)."""
+    """A decoded response or chunk, its list contents flattened to text (in place); the
+    ``thinking`` chunks become a DeepSeek-style ``reasoning_content``, which the OpenAI
+    parser reads as reasoning."""
     for choice in data.get("choices") or ():
         for key in ("message", "delta"):
             msg = choice.get(key)
             if isinstance(msg, dict) and isinstance(msg.get("content"), list):
-                msg["content"] = _chunks_text(msg["content"])
+                msg["content"], thought = _chunks_text(msg["content"])
+                if thought is not None:
+                    msg["reasoning_content"] = thought
     return data
 
 
@@ -104,13 +123,15 @@ class MistralAdapter(OpenAIAdapter):
         return body
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """A ``chat.completion``; list content (reasoning models) reduced to its text."""
+        """A ``chat.completion``; list content (reasoning models) reduced to its text, its
+        ``thinking`` chunks the reply's reasoning."""
         if any(marker in body for marker in _LIST_CONTENT):
             body = json_body(_flatten_content(loads(body)))
         return super().parse_response(body, request)
 
     def parse_chunk(self, obj: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
-        """One decoded ``chat.completion.chunk``, list content reduced to its text. Mistral
+        """One decoded ``chat.completion.chunk``, list content reduced to its text and its
+        ``thinking`` chunks to the chunk's reasoning. Mistral
         streams each tool call whole, and parallel calls may all say index 0: calls are
         numbered by their ids instead."""
         chunks = super().parse_chunk(_flatten_content(obj), state)
