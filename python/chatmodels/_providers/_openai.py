@@ -248,18 +248,6 @@ class OpenAIAdapter:
                 and type(delta) is dict
                 and not delta.get("tool_calls")
             ):
-                if "reasoning_content" in delta:  # DeepSeek and vLLM reasoning models
-                    return ChatChunk(
-                        delta.get("content") or "",
-                        (),
-                        None,
-                        None,
-                        None,
-                        obj.get("id"),
-                        obj.get("model"),
-                        self.provider,
-                        delta["reasoning_content"] or "",
-                    )
                 return ChatChunk(
                     delta.get("content") or "",
                     (),
@@ -269,6 +257,7 @@ class OpenAIAdapter:
                     obj.get("id"),
                     obj.get("model"),
                     self.provider,
+                    delta.get("reasoning_content") or "",  # DeepSeek and vLLM reasoning models
                 )
         if "error" in obj and "choices" not in obj:
             raise self.parse_error(500, NO_HEADERS, json_body(obj))
