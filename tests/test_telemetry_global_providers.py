@@ -10,6 +10,7 @@ global provider once, so each scenario runs in a fresh interpreter.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -68,16 +69,35 @@ out = {}
 """
 
 
-def _run(body: str) -> dict[str, Any]:
-    code = _PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
+# Where the metrics go: the Rust core's aggregator or the pure-Python twin's.
+_AGGREGATOR = """
+out["aggregator"] = type(chatmodels.telemetry.get_container().runtime().metrics._agg).__module__
+"""
+
+
+@pytest.fixture(params=["rust", "python"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _run(body: str, backend: str) -> dict[str, Any]:
+    code = _PRELUDE + textwrap.dedent(body) + _AGGREGATOR + "\nprint(json.dumps(out))\n"
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "CHATMODELS_BACKEND": backend},
     )
     assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    out = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    expected = "chatmodels._core" if backend == "rust" else "chatmodels.telemetry._pymetrics"
+    assert out["aggregator"] == expected
+    return out
 
 
-def test_idle_providers_cost_nothing_but_keep_the_correlation_id_and_logs() -> None:
+def test_idle_providers_cost_nothing_but_keep_the_correlation_id_and_logs(backend: str) -> None:
     out = _run(
         """
         from chatmodels.telemetry import current_correlation_id
@@ -96,7 +116,8 @@ def test_idle_providers_cost_nothing_but_keep_the_correlation_id_and_logs() -> N
         install_meter()
         out["durations"] = durations()
         out["spans"] = spans()
-        """
+        """,
+        backend,
     )
     # The stream ran under one generated id, set for its consumer and removed at its end.
     assert len(out["stream_ids"]) == 1
@@ -115,7 +136,9 @@ def test_idle_providers_cost_nothing_but_keep_the_correlation_id_and_logs() -> N
 
 
 @pytest.mark.parametrize("order", ["tracer_first", "meter_first"])
-def test_each_global_provider_is_used_from_the_call_after_it_is_installed(order: str) -> None:
+def test_each_global_provider_is_used_from_the_call_after_it_is_installed(
+    order: str, backend: str
+) -> None:
     first, second = ("install_tracer", "install_meter")[:: 1 if order == "tracer_first" else -1]
     out = _run(
         f"""
@@ -136,7 +159,8 @@ def test_each_global_provider_is_used_from_the_call_after_it_is_installed(order:
         out["both_live"] = [durations(), spans()]
         out["last_tokens"] = exporter.get_finished_spans()[-1].attributes.get(
             "gen_ai.usage.output_tokens")
-        """
+        """,
+        backend,
     )
     assert out["after_first"] == [0, []]
     assert len(out["error_id"]) == 32

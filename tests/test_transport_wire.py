@@ -193,3 +193,36 @@ def test_a_bad_event_in_a_read_keeps_the_chunks_before_it(bad: bytes) -> None:
     with pytest.raises((ValueError, AttributeError)):
         adapter.parse_events(_events(_text_event("a"), bad, _text_event("c")), {}, out)
     assert [c.text for c in out] == ["a"]
+
+
+def test_a_request_json_cannot_hold_is_invalid_config_and_nothing_is_sent(
+    server: OpenAICompatibleServer,
+) -> None:
+    model = chatmodels.new_registry_provider(
+        "openai_compatible", {"base_url": server.base_url, "model": "m"}
+    )
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    for extra in ({"x": object()}, {"x": {1, 2}}, circular):
+        for call in (model.invoke, lambda *a, **k: list(model.stream(*a, **k))):
+            with pytest.raises(chatmodels.InvalidConfigError) as caught:
+                call("hi", provider_specific=extra)
+            assert caught.value.code is ErrorCode.INVALID_CONFIG
+            assert caught.value.op == "encode"
+    assert server.requests == []
+    assert model.invoke("hi").text  # the model is still usable
+    model.close()
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "thinking", "thinking": "t", "signature": 5},
+        {"type": "redacted_thinking", "data": ["x"]},
+    ],
+)
+def test_a_reasoning_dict_with_a_non_str_opaque_field_is_invalid_config(part: object) -> None:
+    model = chatmodels.new_registry_provider("fake", {})
+    with pytest.raises(chatmodels.InvalidConfigError) as caught:
+        model.invoke([{"role": "assistant", "content": [part]}, {"role": "user", "content": "x"}])
+    assert caught.value.op == "invoke"

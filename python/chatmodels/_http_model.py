@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
-from ._errors import ChatModelError, ErrorCode, InvalidResponseError, make_error
+from ._errors import ChatModelError, ErrorCode, InvalidConfigError, InvalidResponseError, make_error
 from ._metadata import ProviderMetadata, ProviderOptions
 from ._model import ChatModel, ChatRequest
 from ._observe import CallScope
@@ -418,13 +418,20 @@ def loads_many(items: Sequence[bytes]) -> list[Any] | None:
 
 
 def json_body(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON, as request bodies are sent."""
-    if _c_encode is None:
-        return _encode(payload).encode()
+    """Compact UTF-8 JSON, as request bodies are sent. A value the caller gave that JSON
+    cannot hold (in provider_specific, a tool schema, ...) is invalid_config: nothing is sent."""
     try:
+        if _c_encode is None:
+            return _encode(payload).encode()
         return "".join(_c_encode(payload, 0)).encode()
     except RecursionError:  # what the check for circular references (not made here) reports
-        raise ValueError("Circular reference detected") from None
+        raise InvalidConfigError(
+            "the request cannot be sent as JSON: it holds a circular reference", op="encode"
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigError(
+            f"the request cannot be sent as JSON: {exc}", op="encode", err=exc
+        ) from exc
 
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -637,9 +637,9 @@ def _part_from_dict(raw: Any, op: str) -> ContentPart:
         return TextPart(str(raw.get("text", "")))
     if kind in ("thinking", "reasoning"):
         text = raw.get("thinking", raw.get("text", raw.get("content", "")))
-        return ReasoningPart(str(text or ""), raw.get("signature"))
+        return ReasoningPart(str(text or ""), _opaque(raw, "signature", op))
     if kind == "redacted_thinking":
-        return ReasoningPart(redacted=raw.get("data"))
+        return ReasoningPart(redacted=_opaque(raw, "data", op))
     if kind in ("image_url", "image"):
         image = raw.get("image_url", raw)
         if isinstance(image, str):
@@ -649,6 +649,16 @@ def _part_from_dict(raw: Any, op: str) -> ContentPart:
         if "data" in image:
             return ImagePart(data=image["data"], media_type=image.get("media_type"))
     raise InvalidConfigError(f"unsupported content part {raw!r}", op=op)
+
+
+def _opaque(raw: Mapping[str, Any], key: str, op: str) -> str | None:
+    """A provider's opaque str (a thinking signature, redacted data), sent back as it came."""
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidConfigError(
+            f"a reasoning part's {key} must be a str, got {type(value).__name__}", op=op
+        )
+    return value
 
 
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+/-]+);base64,(?P<data>.*)", re.DOTALL)

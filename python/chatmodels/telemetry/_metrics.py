@@ -98,7 +98,12 @@ class NoOpMetrics(Metrics):
 
 
 def new_aggregator(backend: str | None = None) -> Any:
-    """The Rust aggregator when the extension has it (and `backend` allows), else the twin."""
+    """The Rust aggregator when the extension has it and `backend` (default: the process's
+    backend, CHATMODELS_BACKEND) allows, else the twin."""
+    if backend is None:
+        from .._backend import backend as chosen
+
+        backend = chosen()
     if backend != "python":
         try:
             from .._core import MetricAggregator  # type: ignore[attr-defined,import-not-found,unused-ignore]
