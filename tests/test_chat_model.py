@@ -14,7 +14,8 @@ import chatmodels
 import pydantic
 import pytest
 from chatmodels import ChatChunk, ChatResponse, FinishReason, Message, Tool, ToolCall
-from chatmodels._observe import CallInfo, set_observer
+from chatmodels._model import ChatRequest
+from chatmodels._observe import CallSite, set_observer
 from chatmodels.testing import ReplayServer
 from replay_helpers import json_interaction
 
@@ -299,8 +300,8 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
-    def start(self, info: CallInfo) -> Recorder:
-        self.events.append(("start", info))
+    def start(self, site: CallSite, request: ChatRequest) -> Recorder:
+        self.events.append(("start", (site, request)))
         return self
 
     def attempt(self, number: int, error: Any) -> None:
@@ -331,19 +332,16 @@ def recorder() -> Any:
 def test_observer_sees_one_scope_per_call(recorder: Recorder) -> None:
     model = _fake("a b c", {"error": "network"})
     model.invoke("hi", temperature=0.5, conversation_id="conv-9")
-    info = recorder.events[0][1]
-    assert (info.provider, info.gen_ai_provider_name, info.request_model) == (
-        "fake",
-        "fake",
-        "fake-1",
-    )
-    assert info.params == {"temperature": 0.5}
-    assert info.conversation_id == "conv-9"
+    site, request = recorder.events[0][1]
+    assert (site.provider, site.gen_ai_provider_name, request.model) == ("fake", "fake", "fake-1")
+    assert request.params == {"temperature": 0.5}
+    assert request.conversation_id == "conv-9"
     assert recorder.kinds() == ["start", "end"]
     with pytest.raises(chatmodels.NetworkError) as caught:
         model.invoke("hi")
     assert caught.value.correlation_id == "corr-1"
     assert recorder.kinds() == ["start", "end", "start", "fail"]
+    assert recorder.events[2][1][0] is site  # one CallSite per model instance
 
 
 @pytest.mark.parametrize("how", ["exhaust", "close", "break", "gc", "error"])

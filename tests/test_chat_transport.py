@@ -367,7 +367,7 @@ def test_the_scope_hears_each_retried_attempt_and_no_first_success(kind: str) ->
         def close(self) -> None: ...
 
     class Observer:
-        def start(self, info: Any) -> Scope:
+        def start(self, site: Any, request: Any) -> Scope:
             return Scope()
 
     ok = json_interaction(CHAT, OK) if "stream" not in kind else _sse()

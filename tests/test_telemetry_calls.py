@@ -128,6 +128,21 @@ def test_invoke_span_and_metrics(sdk: SDK) -> None:
     assert tuple(by_type["input"].explicit_bounds) == TOKEN_BUCKETS
 
 
+def test_models_made_per_request_share_what_their_calls_cache(sdk: SDK) -> None:
+    """A model instance per request (a common pattern) must not fill the per-call caches:
+    equal instances share one CallSite, so their calls share one cached span shape."""
+    models = [_fake('{"a": 1}', '{"a": 1}') for _ in range(50)]
+    for model in models:
+        model.invoke("hi")
+        model.invoke("hi", response_format={"type": "json_object"})
+    assert len({id(model._call_site) for model in models}) == 1
+    runtime = sdk.container.runtime()
+    assert len(runtime.statics) == 2  # text and json output
+    spans = sdk.spans("chat ")
+    assert len(spans) == 100
+    assert {s.attributes["gen_ai.output.type"] for s in spans} == {"text", "json"}
+
+
 def _metric_base() -> dict[str, Any]:
     return {k: v for k, v in FAKE_BASE.items() if k != "gen_ai.output.type"}
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from chatmodels import TimeoutError, telemetry
 from chatmodels.telemetry import Container, JsonFormatter, Level, Settings
-from test_telemetry_fakes import Info, Telemetry, tel
+from test_telemetry_fakes import Telemetry, call, tel
 
 __all__ = ["tel"]
 
@@ -48,7 +48,7 @@ def test_levels_and_content_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert Settings.from_env() == Settings(Level.DEBUG, True)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert Settings.from_env(level="standard").level is Level.OFF
-    assert telemetry.TelemetryObserver(Container()).start(Info()).correlation_id is None
+    assert telemetry.TelemetryObserver(Container()).start(*call()).correlation_id is None
 
 
 def test_failure_log_record_is_structured_json(tel: Telemetry) -> None:
@@ -59,7 +59,7 @@ def test_failure_log_record_is_structured_json(tel: Telemetry) -> None:
     logger.addHandler(handler)
     try:
         error = TimeoutError("took too long", op="invoke", provider="openai")
-        tel.observer.start(Info()).fail(error)
+        tel.observer.start(*call()).fail(error)
     finally:
         logger.removeHandler(handler)
     record = json.loads(stream.getvalue().splitlines()[-1])

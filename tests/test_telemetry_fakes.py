@@ -1,5 +1,5 @@
-"""Shared fakes for the telemetry tests: CallInfo-, response- and chunk-shaped objects, and an
-SDK setup with in-memory exporters. (No tests here.)"""
+"""Shared fakes for the telemetry tests: a call (its CallSite and ChatRequest), response- and
+chunk-shaped objects, and an SDK setup with in-memory exporters. (No tests here.)"""
 
 from __future__ import annotations
 
@@ -9,28 +9,39 @@ from typing import Any
 
 import pytest
 from chatmodels import telemetry
+from chatmodels._model import ChatRequest
+from chatmodels._observe import CallSite
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+_SITE = CallSite("openai", "openai", "api.openai.com", 443)
 
-@dataclasses.dataclass
-class Info:
-    provider: str = "openai"
-    gen_ai_provider_name: str | None = "openai"
-    request_model: str | None = "gpt-4o-mini"
-    operation: str = "chat"
-    server_address: str | None = "api.openai.com"
-    server_port: int | None = 443
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    stream: bool = False
-    conversation_id: str | None = None
-    output_type: str = "text"
-    messages: Sequence[Any] = ()
-    tools: Sequence[Any] = ()
-    system_instructions: Sequence[str] = ()
+
+def call(
+    *,
+    model: str = "gpt-4o-mini",
+    params: Mapping[str, Any] | None = None,
+    stream: bool = False,
+    conversation_id: str | None = None,
+    messages: Sequence[Any] = (),
+    tools: Sequence[Any] = (),
+    system_instructions: Sequence[str] = (),
+    site: CallSite = _SITE,
+) -> tuple[CallSite, ChatRequest]:
+    """What `observer.start` is given for a call to OpenAI's API (one CallSite for all)."""
+    request = ChatRequest(
+        tuple(messages),
+        model,
+        dict(params or {}),
+        tools=tuple(tools),
+        conversation_id=conversation_id,
+        stream=stream,
+        system_instructions=tuple(system_instructions),
+    )
+    return site, request
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ from chatmodels.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS
 from chatmodels.telemetry._metrics import new_aggregator
 from chatmodels.telemetry._pymetrics import DURATION, TOKENS_INPUT, MetricAggregator
 from opentelemetry.sdk.metrics.export import Histogram
-from test_telemetry_fakes import Chunk, Info, Response, Telemetry, make_telemetry, tel
+from test_telemetry_fakes import Chunk, Response, Telemetry, call, make_telemetry, tel
 
 __all__ = ["tel"]
 
@@ -26,8 +26,8 @@ BASE = {
 
 
 def test_call_metrics_have_convention_names_units_buckets_and_attributes(tel: Telemetry) -> None:
-    tel.observer.start(Info()).end(Response())
-    tel.observer.start(Info()).fail(TimeoutError("t", op="invoke"))
+    tel.observer.start(*call()).end(Response())
+    tel.observer.start(*call()).fail(TimeoutError("t", op="invoke"))
     metrics = tel.metrics()
     duration = metrics["gen_ai.client.operation.duration"]
     assert duration.unit == "s"
@@ -46,7 +46,7 @@ def test_call_metrics_have_convention_names_units_buckets_and_attributes(tel: Te
 
 
 def test_stream_metrics_are_reported_for_streams_only(tel: Telemetry) -> None:
-    scope = tel.observer.start(Info(stream=True))
+    scope = tel.observer.start(*call(stream=True))
     for _ in range(4):
         scope.chunk(Chunk())
     scope.end(Response())
@@ -60,7 +60,7 @@ def test_stream_metrics_are_reported_for_streams_only(tel: Telemetry) -> None:
 
 def test_metrics_level_records_metrics_without_spans() -> None:
     for t in make_telemetry(level="metrics"):
-        t.observer.start(Info()).end(Response())
+        t.observer.start(*call()).end(Response())
         assert t.finished() == []
         assert t.metrics()["gen_ai.client.operation.duration"].data.data_points[0].count == 1
 

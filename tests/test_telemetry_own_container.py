@@ -10,8 +10,10 @@ from typing import Any
 import chatmodels
 import pytest
 from chatmodels import ProviderRegistry, telemetry
+from chatmodels._model import ChatRequest
 from chatmodels._observe import set_observer
 from chatmodels._providers._fake import FakeChatModel
+from chatmodels.telemetry import _observer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -173,7 +175,8 @@ def test_own_container_level_and_one_observer_per_container(sdk: SDK) -> None:
         model.invoke("hi")
         assert quiet.names() == []
         assert quiet.container.observer() is quiet.container.observer()
-        assert quiet.container.observer().enabled is False
+        scope = quiet.container.observer().start(model._call_site, _request())
+        assert isinstance(scope, _observer.NoOpScope)
     finally:
         quiet.close()
 
@@ -188,17 +191,22 @@ def test_own_container_even_with_the_global_observer_off(own: Own) -> None:
     assert "chat fake-1" in own.names()
 
 
-def test_level_off_builds_no_call_info(sdk: SDK, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chatmodels import _model
+def test_level_off_builds_no_scope(sdk: SDK, monkeypatch: pytest.MonkeyPatch) -> None:
 
     def boom(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("CallInfo built at level off")
+        raise AssertionError("a scope built at level off")
 
     chatmodels.configure(
         tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider, level="off"
     )
     model = chatmodels.new_registry_provider("fake", {})
-    monkeypatch.setattr(_model, "CallInfo", boom)
+    monkeypatch.setattr(_observer, "_new_object", boom)
+    monkeypatch.setattr(_observer, "_new_static", boom)
+    monkeypatch.setattr(_observer, "_QuietScope", boom)
     model.invoke("hi")
     list(model.stream("hi"))
     assert sdk.spans("chat ") == []
+
+
+def _request() -> ChatRequest:
+    return ChatRequest((), "fake-1", {})

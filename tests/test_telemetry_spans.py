@@ -13,18 +13,18 @@ from chatmodels.telemetry import _observer as observer_module
 from chatmodels.telemetry import current_correlation_id
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind, StatusCode
-from test_telemetry_fakes import Chunk, Info, Response, Telemetry, Usage, make_telemetry, tel
+from test_telemetry_fakes import Chunk, Response, Telemetry, Usage, call, make_telemetry, tel
 
 __all__ = ["tel"]
 
 
 def test_chat_span_has_the_convention_attributes(tel: Telemetry) -> None:
-    info = Info(
+    info = call(
         params={"temperature": 0.2, "max_tokens": 50, "top_p": 1, "top_k": 3, "seed": 7,
                 "stop": ["END"], "frequency_penalty": 0.1, "presence_penalty": 0.2, "n": 2},
         conversation_id="conv-1",
     )  # fmt: skip
-    scope = tel.observer.start(info)
+    scope = tel.observer.start(*info)
     scope.end(Response(usage=Usage(cache_read_input_tokens=3, reasoning_tokens=2)))
     (span,) = tel.finished()
     assert span.name == "chat gpt-4o-mini"
@@ -60,7 +60,7 @@ def test_chat_span_has_the_convention_attributes(tel: Telemetry) -> None:
 
 
 def test_error_span_records_code_status_and_correlation_id(tel: Telemetry) -> None:
-    scope = tel.observer.start(Info())
+    scope = tel.observer.start(*call())
     error = RateLimitError("slow down", op="invoke", provider="openai")
     scope.fail(error)
     (span,) = tel.finished()
@@ -71,7 +71,7 @@ def test_error_span_records_code_status_and_correlation_id(tel: Telemetry) -> No
 
 
 def test_retries_are_events_with_the_attempt_number(tel: Telemetry) -> None:
-    scope = tel.observer.start(Info())
+    scope = tel.observer.start(*call())
     scope.attempt(1, TimeoutError("t", op="invoke"))
     scope.attempt(2, None)
     scope.end(Response())
@@ -86,7 +86,7 @@ def test_retries_are_events_with_the_attempt_number(tel: Telemetry) -> None:
 def test_span_nests_under_the_callers_span_and_never_ends_it(tel: Telemetry) -> None:
     tracer = tel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("parent") as parent:
-        scope = tel.observer.start(Info(stream=True))
+        scope = tel.observer.start(*call(stream=True))
         scope.chunk(Chunk())
         scope.end(Response())
         assert parent.is_recording()
@@ -98,7 +98,7 @@ def test_span_nests_under_the_callers_span_and_never_ends_it(tel: Telemetry) -> 
 
 
 def test_stream_span_ends_exactly_once_whatever_happens(tel: Telemetry) -> None:
-    scope = tel.observer.start(Info(stream=True))
+    scope = tel.observer.start(*call(stream=True))
     scope.chunk(Chunk())
     scope.end(Response())
     scope.fail(TimeoutError("late", op="stream"))
@@ -107,10 +107,10 @@ def test_stream_span_ends_exactly_once_whatever_happens(tel: Telemetry) -> None:
 
 
 def test_stream_closed_early_or_collected_still_ends(tel: Telemetry) -> None:
-    scope = tel.observer.start(Info(stream=True))
+    scope = tel.observer.start(*call(stream=True))
     scope.chunk(Chunk())
     scope.close()
-    orphan = tel.observer.start(Info(stream=True))
+    orphan = tel.observer.start(*call(stream=True))
     del orphan
     gc.collect()
     spans = tel.finished()
@@ -120,7 +120,7 @@ def test_stream_closed_early_or_collected_still_ends(tel: Telemetry) -> None:
 
 def test_correlation_id_lives_during_the_call_only(tel: Telemetry) -> None:
     assert current_correlation_id() is None
-    scope = tel.observer.start(Info())
+    scope = tel.observer.start(*call())
     inside = current_correlation_id()
     scope.end(Response())
     assert inside is not None
@@ -132,13 +132,13 @@ def test_a_thousand_concurrent_calls_each_get_their_own_span(tel: Telemetry) -> 
     tracer = tel.tracer_provider.get_tracer("app")
     parents: dict[int, int] = {}
 
-    def call(i: int) -> None:
+    def request(i: int) -> None:
         with tracer.start_as_current_span(f"req {i}") as parent:
             parents[i] = parent.get_span_context().span_id
-            scope = tel.observer.start(Info(request_model=f"m{i}"))
+            scope = tel.observer.start(*call(model=f"m{i}"))
             scope.end(Response())
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(1000)]
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(1000)]
     for t in threads:
         t.start()
     for t in threads:
@@ -157,7 +157,7 @@ def tel_content() -> Iterator[Telemetry]:
 
 
 def test_content_is_captured_only_on_opt_in(tel: Telemetry, tel_content: Telemetry) -> None:
-    info = Info(
+    info = call(
         messages=[
             {"role": "user", "content": "Weather in Paris?"},
             {"role": "assistant", "content": None, "tool_calls": [
@@ -168,7 +168,7 @@ def test_content_is_captured_only_on_opt_in(tel: Telemetry, tel_content: Telemet
         tools=[{"name": "get_weather", "description": "Weather", "parameters": {"type": "object"}}],
     )  # fmt: skip
     for t in (tel, tel_content):
-        t.observer.start(info).end(Response())
+        t.observer.start(*info).end(Response())
     (plain,) = tel.finished()
     assert not any(k.startswith(("gen_ai.input", "gen_ai.output.m")) for k in plain.attributes)
     (span,) = tel_content.finished()
@@ -197,7 +197,7 @@ def test_content_is_captured_only_on_opt_in(tel: Telemetry, tel_content: Telemet
 
 def test_debug_level_adds_an_event_per_chunk() -> None:
     for t in make_telemetry(level="debug"):
-        scope = t.observer.start(Info(stream=True))
+        scope = t.observer.start(*call(stream=True))
         for _ in range(3):
             scope.chunk(Chunk("ab"))
         scope.end(Response())
@@ -208,7 +208,7 @@ def test_debug_level_adds_an_event_per_chunk() -> None:
 @pytest.mark.parametrize("level", ["off", "metrics"])
 def test_no_span_below_standard(level: str) -> None:
     for t in make_telemetry(level=level):
-        t.observer.start(Info()).end(Response())
+        t.observer.start(*call()).end(Response())
         assert t.finished() == []
 
 
@@ -220,7 +220,7 @@ def test_a_calls_span_is_current_until_its_end_in_the_callers_context(tel: Telem
     token = context.attach(baggage.set_baggage("tenant", "t-1"))
     try:
         with tracer.start_as_current_span("parent") as parent:
-            scope = tel.observer.start(Info())
+            scope = tel.observer.start(*call())
             inside = trace.get_current_span()
             inside_baggage = baggage.get_baggage("tenant")
             inside_id = current_correlation_id()

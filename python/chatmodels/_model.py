@@ -30,7 +30,7 @@ from ._errors import (
     suggest,
 )
 from ._metadata import _CHECKS, Capability, ProviderMetadata, ProviderOptions
-from ._observe import NOOP_SCOPE, CallInfo, CallScope
+from ._observe import NOOP_SCOPE, CallScope, CallSite, call_site
 from ._types import (
     Accumulator,
     ChatChunk,
@@ -149,7 +149,7 @@ class ChatModel:
     #: registry with its own container; may be set or changed at any time.
     container: Container | None = None
 
-    _server_of_calls: tuple[str | None, int | None]  # `_server()`, kept on first use
+    _call_site: CallSite  # what the observer is told of every call, built on first use
 
     def __init__(self, metadata: ProviderMetadata, options: ProviderOptions | None = None) -> None:
         self.metadata = metadata
@@ -526,34 +526,13 @@ class ChatModel:
                 return NOOP_SCOPE
         else:
             observer = container.observer()
-        if not getattr(observer, "enabled", True):
-            return NOOP_SCOPE
         try:
-            address, port = self._server_of_calls
+            site = self._call_site
         except AttributeError:
-            address, port = self._server_of_calls = self._server()
-        fmt = request.response_format
-        meta = self.metadata
-        # Positional: half the cost of thirteen keywords on the per-call path. The order is
-        # CallInfo's: provider, gen_ai_provider_name, request_model, operation, server_address,
-        # server_port, params (the request's own fresh dict), stream, conversation_id,
-        # output_type, messages, tools, system_instructions.
-        info = CallInfo(
-            meta.name,
-            meta.gen_ai_provider_name,
-            request.model,
-            "chat",
-            address,
-            port,
-            request.params,
-            request.stream,
-            request.conversation_id,
-            "text" if fmt is None or fmt.type == "text" else "json",
-            request.messages,
-            request.tools,
-            request.system_instructions,
-        )
-        return observer.start(info)
+            meta = self.metadata
+            address, port = self._server()
+            site = self._call_site = call_site(meta.name, meta.gen_ai_provider_name, address, port)
+        return observer.start(site, request)
 
     def _failed(self, scope: CallScope, exc: BaseException, op: str) -> BaseException:
         """End `scope` with the error the caller will see, and return it."""

@@ -1,57 +1,79 @@
 """The telemetry seam: what every chat call tells an observer, and the do-nothing default.
 
-`ChatModel` builds one `CallInfo` per call and calls ``get_observer().start(info)`` in exactly
-one place; the returned `CallScope` then hears of each transport attempt, each streamed
-chunk, and exactly one `end`, `fail` or `close`. The default observer loads the OpenTelemetry
-one (`chatmodels.telemetry`) on the first call, so ``import chatmodels`` never imports
+`ChatModel` calls ``get_observer().start(site, request)`` in exactly one place: `site` (a
+`CallSite`) is what every call through that model instance shares, built once; `request` is
+the call's validated `ChatRequest`. The returned `CallScope` then hears of each transport
+attempt, each streamed chunk, and exactly one `end`, `fail` or `close`. Nothing is built per
+call for the observer. The default observer loads the OpenTelemetry one
+(`chatmodels.telemetry`) on the first call, so ``import chatmodels`` never imports
 OpenTelemetry; ``set_observer(None)`` installs the no-op observer instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ._errors import ChatModelError
-    from ._types import ChatChunk, ChatResponse, Message, Tool
+    from ._model import ChatRequest
+    from ._types import ChatChunk, ChatResponse
 
 __all__ = [
     "NOOP_OBSERVER",
     "NOOP_SCOPE",
-    "CallInfo",
     "CallObserver",
     "CallScope",
+    "CallSite",
+    "call_site",
     "get_observer",
     "set_observer",
 ]
 
 
-@dataclasses.dataclass(slots=True)
-class CallInfo:
-    """What is known about a chat call before it is sent.
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class CallSite:
+    """What every call through one model instance shares, for its observer.
 
     `provider` is the registered name; `gen_ai_provider_name` the OpenTelemetry GenAI value
-    (``openai``, ``azure.ai.openai``, ...). `params` holds the request parameters that were
-    set (temperature, max_tokens, top_p, top_k, stop, seed, frequency_penalty,
-    presence_penalty, n). `messages`, `tools` and `system_instructions` are there for opt-in
-    content capture; an observer that does not capture content must ignore them.
+    (``openai``, ``azure.ai.openai``, ...); `server_address` and `server_port` where the
+    calls go. Compared by identity, and one object for equal values when made by
+    `call_site`: an observer may key what it caches on it.
+
+    The rest of what an observer reads is the call's `ChatRequest`: `model` (the request
+    model), `params` (the sampling parameters that were set), `stream`, `conversation_id`,
+    `response_format`, and, for opt-in content capture only, `messages`, `tools` and
+    `system_instructions`.
     """
 
     provider: str
     gen_ai_provider_name: str | None
-    request_model: str | None
-    operation: str = "chat"
     server_address: str | None = None
     server_port: int | None = None
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    stream: bool = False
-    conversation_id: str | None = None
-    output_type: str = "text"
-    messages: Sequence[Message] = ()
-    tools: Sequence[Tool] = ()
-    system_instructions: Sequence[str] = ()
+    operation: str = "chat"
+
+
+_SITES: dict[tuple[str, str | None, str | None, int | None], CallSite] = {}
+_SITES_LIMIT = 1024
+
+
+def call_site(
+    provider: str,
+    gen_ai_provider_name: str | None,
+    server_address: str | None,
+    server_port: int | None,
+) -> CallSite:
+    """The `CallSite` of these values: the same object for the same values, so that what an
+    observer caches per site is shared by every model instance calling the same server (a
+    model created per request included). Past a thousand distinct sites, new ones are not
+    kept."""
+    key = (provider, gen_ai_provider_name, server_address, server_port)
+    site = _SITES.get(key)
+    if site is None:
+        site = CallSite(*key)
+        if len(_SITES) < _SITES_LIMIT:
+            site = _SITES.setdefault(key, site)
+    return site
 
 
 class CallScope(Protocol):
@@ -80,14 +102,10 @@ class CallScope(Protocol):
 
 
 class CallObserver(Protocol):
-    """Starts a `CallScope` for each call.
+    """Starts a `CallScope` for each call."""
 
-    An observer may also have a boolean ``enabled`` attribute (or property): while it is
-    false, calls skip building their `CallInfo` and do not call `start`.
-    """
-
-    def start(self, info: CallInfo) -> CallScope:
-        """A call is about to be sent."""
+    def start(self, site: CallSite, request: ChatRequest) -> CallScope:
+        """A call through the model of `site` is about to send `request`."""
 
 
 class _NoopScope:
@@ -112,9 +130,8 @@ class _NoopScope:
 
 class _NoopObserver:
     __slots__ = ()
-    enabled = False
 
-    def start(self, info: CallInfo) -> CallScope:
+    def start(self, site: CallSite, request: ChatRequest) -> CallScope:
         return NOOP_SCOPE
 
 
@@ -123,12 +140,8 @@ class _DefaultObserver:
 
     __slots__ = ()
 
-    @property
-    def enabled(self) -> bool:
-        return bool(getattr(self._load(), "enabled", True))
-
-    def start(self, info: CallInfo) -> CallScope:
-        return self._load().start(info)
+    def start(self, site: CallSite, request: ChatRequest) -> CallScope:
+        return self._load().start(site, request)
 
     def _load(self) -> CallObserver:
         if _observer is not self:

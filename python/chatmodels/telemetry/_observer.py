@@ -1,6 +1,6 @@
 """The call observer: one span, the metrics and the log records of each chat call.
 
-`TelemetryObserver.start(info)` returns a scope that the chat-model layer drives:
+`TelemetryObserver.start(site, request)` returns a scope that the chat-model layer drives:
 ``attempt(n, error)`` for each retry, ``chunk(c)`` per stream chunk (or ``chunk_batch(cs)``
 per batch of chunks that arrived together), then exactly one of
 ``end(response)`` or ``fail(error)``; ``close()`` (also run on garbage collection) ends a
@@ -102,16 +102,9 @@ class TelemetryObserver:
     def __init__(self, container: Container | None = None) -> None:
         self._container = container
 
-    # Both per-call methods inline `_runtime` (one frame less each).
-
-    @property
-    def enabled(self) -> bool:
-        """False at level off: the caller may then skip building the CallInfo."""
-        container = self._container or _container_module._global or get_container()
-        return not (container._runtime or container.runtime()).off
-
-    def start(self, info: Any) -> NoOpScope | _QuietScope | _Scope:
-        """Begin observing a call described by `info` (a CallInfo)."""
+    def start(self, site: Any, request: Any) -> NoOpScope | _QuietScope | _Scope:
+        """Begin observing a call through the model of `site` (a CallSite) sending `request`
+        (a ChatRequest)."""
         container = self._container or _container_module._global or get_container()
         runtime = container._runtime or container.runtime()
         if runtime.off:
@@ -121,10 +114,15 @@ class TelemetryObserver:
         if runtime.proxied:
             tracer, metrics = runtime.live()
             if tracer is None and metrics is None:
-                return _QuietScope(runtime, info)
+                return _QuietScope(runtime, site, request)
+        stream: bool = request.stream
+        fmt = request.response_format
+        key = (site, request.model, stream, "text" if fmt is None else fmt.type)
+        static = runtime.statics.get(key)
+        if static is None:
+            static = _new_static(runtime, key)
         # The scope's fields are set here rather than in an __init__: one frame less on
         # every call. A stream's scope also has the chunk timings.
-        stream: bool = info.stream
         scope: _Scope
         if stream:
             scope = stream_scope = _new_object(_StreamScope)
@@ -134,25 +132,15 @@ class TelemetryObserver:
             stream_scope.chunks = 0
         else:
             scope = _new_object(_Scope)
-        scope._stream = stream
-        scope._rt = runtime
+        scope._static = static
         scope._metrics = metrics
-        scope._info = info
         scope._done = False
         scope._span = None
-        scope._recording = False  # the span's is_recording(), asked once
         scope._attached = None
         scope._cid_token = None
         scope._cid = None
-        # What every call with this provider, model, server and kind shares.
-        key = (info.provider, info.gen_ai_provider_name, info.request_model,
-               info.server_address, info.server_port, stream, info.output_type,
-               info.operation)  # fmt: skip
-        static = runtime.statics.get(key)
-        if static is None:
-            static = _new_static(runtime, key, info)
-        scope._static = static
         if tracer is None:
+            scope._recording = False
             # Level metrics writes no logs: an id only for an error (in `fail`). Level
             # standard with an idle tracer: the id of the enclosing operation, or a new one.
             if runtime.tracing:
@@ -165,16 +153,18 @@ class TelemetryObserver:
         inherited = _CORRELATION.get()  # own_correlation_id()
         otel = _OTEL or _otel()
         attrs = static.attrs
-        if info.params or info.conversation_id:
-            attrs = _call_attributes(info, static)
+        params = request.params
+        conversation = request.conversation_id
+        if params or conversation:
+            attrs = _call_attributes(static, params, conversation)
         span = scope._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
-        if span.is_recording():
-            scope._recording = True
+        recording = scope._recording = span.is_recording()  # asked once
+        if recording:
             if inherited is not None:
                 scope._cid = inherited
                 span.set_attribute("chatmodels.correlation_id", inherited)
             if runtime.capture_content:
-                _capture_input(span, info)
+                _capture_input(span, request)
             if not stream:
                 # The span is current for the layers below: log records, child spans (an
                 # HTTP client's instrumentation) and `current_correlation_id()` read it.
@@ -203,18 +193,37 @@ class TelemetryObserver:
 
 
 class _Static:
-    """What every call with the same provider, model, server and kind shares, built once."""
+    """What every call through one model instance (its `CallSite`) with the same request
+    model, kind and output type shares under one runtime, built once: the span's name and
+    start attributes, the metric keys, and what log records name."""
 
-    __slots__ = ("attrs", "key", "keys", "name")
+    __slots__ = ("attrs", "key", "keys", "model", "name", "provider", "rt", "stream")
 
-    def __init__(self, info: Any) -> None:
-        model = getattr(info, "request_model", None)
-        operation = getattr(info, "operation", None) or "chat"
+    def __init__(self, runtime: Runtime, site: Any, model: str | None, stream: bool, fmt: str):
+        operation = site.operation or "chat"
+        provider = str(site.gen_ai_provider_name or site.provider or "_OTHER")
+        address = site.server_address
+        port = site.server_port
+        self.rt = runtime
+        self.provider: str = site.provider
+        self.model = model
+        self.stream = stream
         self.name = f"{operation} {model}" if model else operation
-        self.attrs = _start_attributes(info, model, per_call=False)
-        address = getattr(info, "server_address", None)
-        port = getattr(info, "server_port", None)
-        self.key = (operation, _provider_name(info), model, address, port)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider,
+        }
+        if model:
+            attrs["gen_ai.request.model"] = model
+        if address:
+            attrs["server.address"] = address
+            if port is not None:
+                attrs["server.port"] = port
+        if stream:
+            attrs["gen_ai.request.stream"] = True
+        attrs["gen_ai.output.type"] = "text" if fmt == "text" else "json"
+        self.attrs = attrs
+        self.key = (operation, provider, model, address, port)
         # Metric keys: by response model for successes, by (response model, error.type).
         self.keys: dict[str | tuple[str | None, str] | None, int] = {}
 
@@ -222,81 +231,47 @@ class _Static:
 _STATIC_LIMIT = 512
 
 
-def _new_static(runtime: Runtime, key: tuple[Any, ...], info: Any) -> _Static:
-    found = _Static(info)
+def _new_static(runtime: Runtime, key: tuple[Any, str | None, bool, str]) -> _Static:
+    found = _Static(runtime, *key)
     if len(runtime.statics) < _STATIC_LIMIT:
         runtime.statics[key] = found
     return found
 
 
-def _call_attributes(info: Any, static: _Static) -> dict[str, Any]:
-    """The start attributes: the shared ones plus this call's parameters, if any."""
-    params = info.params
-    conversation = info.conversation_id
-    if not params and not conversation:
-        return static.attrs
+def _call_attributes(static: _Static, params: Any, conversation: str | None) -> dict[str, Any]:
+    """The start attributes: the shared ones plus this call's parameters and conversation."""
     attrs = dict(static.attrs)
-    _add_params(attrs, params)
+    if params:
+        for field, name in _REQUEST_PARAMS:
+            value = params.get(field)
+            if value is not None:
+                attrs[name] = float(value) if field in _DOUBLES else value
+        stop = params.get("stop")
+        if stop:
+            attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        count = params.get("n")
+        if count is not None and count != 1:
+            attrs["gen_ai.request.choice.count"] = count
     if conversation:
         attrs["gen_ai.conversation.id"] = conversation
     return attrs
 
 
-def _add_params(attrs: dict[str, Any], params: Any) -> None:
-    if not params:
-        return
-    for field, name in _REQUEST_PARAMS:
-        value = params.get(field)
-        if value is not None:
-            attrs[name] = float(value) if field in _DOUBLES else value
-    stop = params.get("stop")
-    if stop:
-        attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    count = params.get("n")
-    if count is not None and count != 1:
-        attrs["gen_ai.request.choice.count"] = count
-
-
-def _start_attributes(info: Any, model: str | None, *, per_call: bool = True) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "gen_ai.operation.name": getattr(info, "operation", None) or "chat",
-        "gen_ai.provider.name": _provider_name(info),
-    }
-    if model:
-        attrs["gen_ai.request.model"] = model
-    address = getattr(info, "server_address", None)
-    if address:
-        attrs["server.address"] = address
-        port = getattr(info, "server_port", None)
-        if port is not None:
-            attrs["server.port"] = port
-    if per_call:
-        _add_params(attrs, getattr(info, "params", None))
-        conversation = getattr(info, "conversation_id", None)
-        if conversation:
-            attrs["gen_ai.conversation.id"] = conversation
-    if getattr(info, "stream", False):
-        attrs["gen_ai.request.stream"] = True
-    output_type = getattr(info, "output_type", None)
-    if output_type:
-        attrs["gen_ai.output.type"] = output_type
-    return attrs
-
-
-def _provider_name(info: Any) -> str:
-    return str(getattr(info, "gen_ai_provider_name", None) or getattr(info, "provider", "_OTHER"))
-
-
 def _log_attempt(
-    runtime: Runtime, info: Any, number: int, error: BaseException, cid: str | None, span: Any
+    runtime: Runtime,
+    who: _Static | _QuietScope,
+    number: int,
+    error: BaseException,
+    cid: str | None,
+    span: Any,
 ) -> None:
     log_event(
         runtime.logger,
         logging.INFO,
         f"attempt {number} failed: {error}",
         op="chat",
-        provider=getattr(info, "provider", None),
-        model=getattr(info, "request_model", None),
+        provider=who.provider,
+        model=who.model,
         code=error_type(error),
         correlation_id=cid,
         span=span,
@@ -304,30 +279,35 @@ def _log_attempt(
 
 
 def _log_failure(
-    runtime: Runtime, info: Any, error: BaseException, code: str, cid: str | None, span: Any
+    runtime: Runtime,
+    who: _Static | _QuietScope,
+    error: BaseException,
+    code: str,
+    cid: str | None,
+    span: Any,
 ) -> None:
     log_event(
         runtime.logger,
         logging.WARNING,
         f"chat call failed: {error}",
         op=str(getattr(error, "op", None) or "chat"),
-        provider=getattr(info, "provider", None),
-        model=getattr(info, "request_model", None),
+        provider=who.provider,
+        model=who.model,
         code=code,
         correlation_id=cid,
         span=span,
     )
 
 
-def _capture_input(span: Any, info: Any) -> None:
+def _capture_input(span: Any, request: Any) -> None:
     attrs: dict[str, Any] = {}
-    messages = getattr(info, "messages", None)
+    messages = getattr(request, "messages", None)
     if messages is not None:
         attrs["gen_ai.input.messages"] = _content.input_messages(messages)
-    system = getattr(info, "system_instructions", None)
+    system = getattr(request, "system_instructions", None)
     if system:
         attrs["gen_ai.system_instructions"] = _content.system_instructions(system)
-    tools = getattr(info, "tools", None)
+    tools = getattr(request, "tools", None)
     if tools:
         attrs["gen_ai.tool.definitions"] = _content.tool_definitions(tools)
     span.set_attributes(attrs)
@@ -338,13 +318,14 @@ class _QuietScope:
     span and no metrics, which would go nowhere; the correlation id and the log records of
     failures as at any level. It reads neither chunks nor the response."""
 
-    __slots__ = ("_done", "_info", "_rt", "_token", "correlation_id")
+    __slots__ = ("_done", "_rt", "_token", "correlation_id", "model", "provider")
 
     observes_chunks = False
 
-    def __init__(self, runtime: Runtime, info: Any) -> None:
+    def __init__(self, runtime: Runtime, site: Any, request: Any) -> None:
         self._rt = runtime
-        self._info = info
+        self.provider: str = site.provider
+        self.model: str | None = request.model
         self._done = False
         self._token: Any = None
         cid: str | None = None
@@ -358,7 +339,7 @@ class _QuietScope:
     def attempt(self, number: int, error: BaseException | None) -> None:
         """A failed attempt is logged (an attempt that succeeded records nothing)."""
         if error is not None and self._rt.tracing:
-            _log_attempt(self._rt, self._info, number, error, self.correlation_id, None)
+            _log_attempt(self._rt, self, number, error, self.correlation_id, None)
 
     def chunk(self, chunk: Any) -> None:
         """Nothing."""
@@ -380,7 +361,7 @@ class _QuietScope:
         if hasattr(error, "correlation_id"):
             error.correlation_id = cid
         if self._rt.tracing:
-            _log_failure(self._rt, self._info, error, error_type(error), cid, None)
+            _log_failure(self._rt, self, error, error_type(error), cid, None)
         self.close()
 
     def close(self) -> None:
@@ -402,14 +383,11 @@ class _Scope:
         "_cid",
         "_cid_token",
         "_done",
-        "_info",
         "_metrics",
         "_recording",
-        "_rt",
         "_span",
         "_start",
         "_static",
-        "_stream",
     )
 
     observes_chunks = False
@@ -417,14 +395,11 @@ class _Scope:
     _cid: str | None  # None with a recording span: its trace id, on demand
     _cid_token: Any
     _done: bool
-    _info: Any
     _metrics: Any
     _recording: bool
-    _rt: Runtime
     _span: Any
     _start: float
     _static: _Static
-    _stream: bool
 
     @property
     def correlation_id(self) -> str | None:
@@ -452,8 +427,9 @@ class _Scope:
         span = self._span
         if self._recording:
             span.add_event("chatmodels.attempt", attrs)
-        if error is not None and self._rt.tracing:
-            _log_attempt(self._rt, self._info, number, error, self.correlation_id, span)
+        static = self._static
+        if error is not None and static.rt.tracing:
+            _log_attempt(static.rt, static, number, error, self.correlation_id, span)
 
     def chunk(self, chunk: Any) -> None:
         """Nothing: a call that is not a stream has no chunks."""
@@ -471,10 +447,11 @@ class _Scope:
         duration = _now() - self._start
         usage = response.usage
         model = response.model
+        static = self._static
         # `_record`, `_finish_span` and `_release` inlined: this is every successful call.
         metrics = self._metrics
         if metrics is not None:
-            key = self._static.keys.get(model)
+            key = static.keys.get(model)
             if key is None:
                 key = self._key(metrics, model, None)
             if usage is None:
@@ -485,7 +462,7 @@ class _Scope:
                 metrics.record_call(
                     key, duration, -1 if inp is None else inp, -1 if out is None else out
                 )
-            if self._stream:
+            if static.stream:
                 self._record_stream(metrics, key)
         span = self._span
         if span is not None:
@@ -514,7 +491,7 @@ class _Scope:
                     value = usage.reasoning_tokens
                     if value is not None:
                         attrs["gen_ai.usage.reasoning.output_tokens"] = value
-                if self._rt.capture_content:
+                if static.rt.capture_content:
                     attrs["gen_ai.output.messages"] = _content.output_messages(response)
                 span.set_attributes(attrs)
             attached = self._attached
@@ -542,7 +519,7 @@ class _Scope:
             cid = self._cid = current_correlation_id() or new_correlation_id()
         if hasattr(error, "correlation_id"):
             error.correlation_id = cid
-        self._record(duration, None, code, None)
+        self._record(duration, code)
         span = self._span
         if span is not None:
             if self._recording:
@@ -551,8 +528,9 @@ class _Scope:
                 span.record_exception(error)
                 span.set_status(otel.Status(otel.ERROR, str(error)))
             self._finish_span(span)
-        if self._rt.tracing:
-            _log_failure(self._rt, self._info, error, code, self.correlation_id, span)
+        static = self._static
+        if static.rt.tracing:
+            _log_failure(static.rt, static, error, code, self.correlation_id, span)
         self._release()
 
     def close(self) -> None:
@@ -560,7 +538,7 @@ class _Scope:
         if self._done:
             return
         self._done = True
-        self._record(_now() - self._start, None, None, None)
+        self._record(_now() - self._start, None)
         span = self._span
         if span is not None:
             if self._recording:
@@ -570,24 +548,16 @@ class _Scope:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _record(
-        self, duration: float, response_model: str | None, code: str | None, usage: Any
-    ) -> None:
+    def _record(self, duration: float, code: str | None) -> None:
+        """The metrics of a call that ended without a response (failed or closed early)."""
         metrics = self._metrics
         if metrics is None:
             return
-        key = self._static.keys.get(response_model if code is None else (response_model, code))
+        key = self._static.keys.get(None if code is None else (None, code))
         if key is None:
-            key = self._key(metrics, response_model, code)
-        if usage is None:
-            metrics.record_call(key, duration, -1, -1)
-        else:
-            inp = getattr(usage, "input_tokens", None)
-            out = getattr(usage, "output_tokens", None)
-            metrics.record_call(
-                key, duration, -1 if inp is None else inp, -1 if out is None else out
-            )
-        if self._stream:
+            key = self._key(metrics, None, code)
+        metrics.record_call(key, duration, -1, -1)
+        if self._static.stream:
             self._record_stream(metrics, key)
 
     def _record_stream(self, metrics: Any, key: int) -> None:
@@ -645,7 +615,7 @@ class _StreamScope(_Scope):
             gaps.append(now - self._last)
         self._last = now
         self.chunks += 1
-        if self._rt.debug and self._span is not None:
+        if self._static.rt.debug and self._span is not None:
             text = getattr(chunk, "text", None)
             self._span.add_event(
                 "chatmodels.chunk",
@@ -676,7 +646,7 @@ class _StreamScope(_Scope):
         self._last = now
         first = self.chunks
         self.chunks = first + count
-        if self._rt.debug and self._span is not None:
+        if self._static.rt.debug and self._span is not None:
             for index, chunk in enumerate(chunks, first):
                 text = getattr(chunk, "text", None)
                 self._span.add_event(
