@@ -28,6 +28,7 @@ from chatmodels.testing import (
     ScriptedReply,
     load_cassette,
 )
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -173,6 +174,43 @@ def test_error_span_log_record_and_error_share_one_correlation_id(sdk: SDK) -> N
     assert mine[-1]["span_id"] == format(span.context.span_id, "016x")
     durations = sdk.metrics()["gen_ai.client.operation.duration"].data.data_points
     assert [p.attributes.get("error.type") for p in durations] == ["rate_limited"]
+
+
+@pytest.mark.parametrize("kind", ["invoke", "stream"])
+def test_the_logging_bridge_exports_a_failure_in_the_calls_trace(sdk: SDK, kind: str) -> None:
+    """OpenTelemetry's logging bridge reads the trace context from the current span: the
+    failure record must be written while the chat span is current (for a stream too)."""
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    handler = LoggingHandler(logger_provider=provider)
+    logger = logging.getLogger("chatmodels")
+    logger.addHandler(handler)
+    parent = sdk.tracer_provider.get_tracer("app").start_span("request")
+    try:
+        model = _fake({"error": "rate_limited", "message": "slow down"})
+        call = model.invoke if kind == "invoke" else (lambda m: list(model.stream(m)))
+        with trace.use_span(parent, end_on_exit=False), pytest.raises(chatmodels.RateLimitError):
+            call("hi")
+    finally:
+        logger.removeHandler(handler)
+        parent.end()
+        provider.shutdown()
+    (span,) = sdk.spans("chat ")
+    failed = [
+        r.log_record
+        for r in exporter.get_finished_logs()
+        if "chat call failed" in str(r.log_record.body)
+    ]
+    assert len(failed) == 1
+    assert failed[0].trace_id == span.context.trace_id
+    assert failed[0].span_id == span.context.span_id
+    assert span.parent is not None
+    assert span.parent.span_id == parent.get_span_context().span_id
 
 
 def test_correlation_id_flows_from_the_callers_scope(sdk: SDK) -> None:

@@ -521,16 +521,27 @@ class _Scope:
             error.correlation_id = cid
         self._record(duration, code)
         span = self._span
-        if span is not None:
-            if self._recording:
-                otel = _otel()
-                span.set_attribute("error.type", code)
-                span.record_exception(error)
-                span.set_status(otel.Status(otel.ERROR, str(error)))
-            self._finish_span(span)
+        recording = self._recording
+        if recording:
+            otel = _otel()
+            span.set_attribute("error.type", code)
+            span.record_exception(error)
+            span.set_status(otel.Status(otel.ERROR, str(error)))
         static = self._static
         if static.rt.tracing:
-            _log_failure(static.rt, static, error, code, self.correlation_id, span)
+            # Written while the span is current (a stream's span is made current for this
+            # only), so that the logging bridge exports the record in the call's trace.
+            token = None
+            if recording and self._attached is None:
+                otel = _otel()
+                token = otel.attach(otel.set_span_in_context(span))
+            try:
+                _log_failure(static.rt, static, error, code, cid, span)
+            finally:
+                if token is not None:
+                    _otel().detach(token)
+        if span is not None:
+            self._finish_span(span)
         self._release()
 
     def close(self) -> None:
