@@ -53,6 +53,8 @@ test: test-rust test-python lint test-free-threaded  ## everything CI runs
 bench: build-dev  ## the benchmark tables (ratios measured in the same run)
 	$(PY) benches/bench_registry.py
 	$(PY) benches/bench_chat.py
+	$(PY) benches/bench_telemetry.py
+	$(PY) benches/bench_telemetry_cycles.py
 
 .PHONY: clean
 clean:  ## remove build outputs and virtual environments

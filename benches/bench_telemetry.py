@@ -19,7 +19,8 @@ code and data stay hot in the caches), and the same span made beside each call a
 (what a span costs among the other work of a call, as the chat span does).
 
 Rows are interleaved round by round; a figure is the median over rounds. Nothing asserts a
-time: the machine is shared and noisy.
+time: the machine is shared and noisy (`bench_telemetry_cycles.py` counts the in-process rows
+with callgrind instead, the same from run to run).
 """
 
 from __future__ import annotations
