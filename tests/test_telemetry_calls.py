@@ -176,10 +176,9 @@ def test_error_span_log_record_and_error_share_one_correlation_id(sdk: SDK) -> N
     assert [p.attributes.get("error.type") for p in durations] == ["rate_limited"]
 
 
-@pytest.mark.parametrize("kind", ["invoke", "stream"])
-def test_the_logging_bridge_exports_a_failure_in_the_calls_trace(sdk: SDK, kind: str) -> None:
-    """OpenTelemetry's logging bridge reads the trace context from the current span: the
-    failure record must be written while the chat span is current (for a stream too)."""
+@pytest.fixture
+def bridge() -> Iterator[Any]:
+    """OpenTelemetry's logging handler on the chatmodels logger, over an in-memory exporter."""
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -189,28 +188,68 @@ def test_the_logging_bridge_exports_a_failure_in_the_calls_trace(sdk: SDK, kind:
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     handler = LoggingHandler(logger_provider=provider)
     logger = logging.getLogger("chatmodels")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # retried attempts are logged at INFO
     logger.addHandler(handler)
+    yield exporter
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    provider.shutdown()
+
+
+def _exported(bridge: Any, text: str) -> list[Any]:
+    return [r.log_record for r in bridge.get_finished_logs() if text in str(r.log_record.body)]
+
+
+def _call(chat_model: ChatModel, kind: str, **params: Any) -> None:
+    if kind == "invoke":
+        chat_model.invoke("hi", **params)
+    else:
+        list(chat_model.stream("hi", **params))
+
+
+# The logging handler reads the trace context from the current span: a record must be written
+# while the chat span is current, for a stream (whose span is not current between chunks) too.
+
+
+@pytest.mark.parametrize("kind", ["invoke", "stream"])
+def test_the_logging_bridge_exports_a_failure_in_the_calls_trace(
+    sdk: SDK, bridge: Any, kind: str
+) -> None:
     parent = sdk.tracer_provider.get_tracer("app").start_span("request")
-    try:
-        model = _fake({"error": "rate_limited", "message": "slow down"})
-        call = model.invoke if kind == "invoke" else (lambda m: list(model.stream(m)))
-        with trace.use_span(parent, end_on_exit=False), pytest.raises(chatmodels.RateLimitError):
-            call("hi")
-    finally:
-        logger.removeHandler(handler)
-        parent.end()
-        provider.shutdown()
+    model = _fake({"error": "rate_limited", "message": "slow down"})
+    with trace.use_span(parent, end_on_exit=True), pytest.raises(chatmodels.RateLimitError):
+        _call(model, kind)
     (span,) = sdk.spans("chat ")
-    failed = [
-        r.log_record
-        for r in exporter.get_finished_logs()
-        if "chat call failed" in str(r.log_record.body)
-    ]
+    failed = _exported(bridge, "chat call failed")
     assert len(failed) == 1
-    assert failed[0].trace_id == span.context.trace_id
-    assert failed[0].span_id == span.context.span_id
+    assert (failed[0].trace_id, failed[0].span_id) == (span.context.trace_id, span.context.span_id)
     assert span.parent is not None
     assert span.parent.span_id == parent.get_span_context().span_id
+
+
+@pytest.mark.parametrize("kind", ["invoke", "stream"])
+def test_the_logging_bridge_exports_a_retried_attempt_in_the_calls_trace(
+    sdk: SDK, bridge: Any, kind: str
+) -> None:
+    replies: list[ScriptedReply | ScriptedError] = [
+        ScriptedError(429, retry_after=0),
+        ScriptedReply(text="ok"),
+    ]
+    with OpenAICompatibleServer(replies) as server:
+        model = chatmodels.new_registry_provider(
+            "openai", {"api_key": KEY, "base_url": server.base_url, "max_retries": 1}
+        )
+        with model:
+            _call(model, kind, model="test-model")
+    (span,) = sdk.spans("chat ")
+    retried = _exported(bridge, "attempt 1 failed")
+    assert len(retried) == 1
+    assert (retried[0].trace_id, retried[0].span_id) == (
+        span.context.trace_id,
+        span.context.span_id,
+    )
+    assert KEY not in str(retried[0].body) + str(retried[0].attributes)
 
 
 def test_correlation_id_flows_from_the_callers_scope(sdk: SDK) -> None:

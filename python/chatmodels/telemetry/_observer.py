@@ -429,7 +429,7 @@ class _Scope:
             span.add_event("chatmodels.attempt", attrs)
         static = self._static
         if error is not None and static.rt.tracing:
-            _log_attempt(static.rt, static, number, error, self.correlation_id, span)
+            self._in_span(_log_attempt, static.rt, static, number, error, self.correlation_id, span)
 
     def chunk(self, chunk: Any) -> None:
         """Nothing: a call that is not a stream has no chunks."""
@@ -529,17 +529,7 @@ class _Scope:
             span.set_status(otel.Status(otel.ERROR, str(error)))
         static = self._static
         if static.rt.tracing:
-            # Written while the span is current (a stream's span is made current for this
-            # only), so that the logging bridge exports the record in the call's trace.
-            token = None
-            if recording and self._attached is None:
-                otel = _otel()
-                token = otel.attach(otel.set_span_in_context(span))
-            try:
-                _log_failure(static.rt, static, error, code, cid, span)
-            finally:
-                if token is not None:
-                    _otel().detach(token)
+            self._in_span(_log_failure, static.rt, static, error, code, cid, span)
         if span is not None:
             self._finish_span(span)
         self._release()
@@ -558,6 +548,20 @@ class _Scope:
         self._release()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _in_span(self, log: Callable[..., None], *args: Any) -> None:
+        """Write a log record while this call's span is current (a stream's span is made
+        current for the record only), so that OpenTelemetry's logging handler, which reads
+        the current span, exports the record in the call's trace."""
+        if not self._recording or self._attached is not None:
+            log(*args)
+            return
+        otel = _otel()
+        token = otel.attach(otel.set_span_in_context(self._span))
+        try:
+            log(*args)
+        finally:
+            otel.detach(token)
 
     def _record(self, duration: float, code: str | None) -> None:
         """The metrics of a call that ended without a response (failed or closed early)."""
