@@ -208,6 +208,20 @@ def _call(chat_model: ChatModel, kind: str, **params: Any) -> None:
         list(chat_model.stream("hi", **params))
 
 
+def _call_retried(
+    replies: list[ScriptedReply | ScriptedError], kind: str
+) -> OpenAICompatibleServer:
+    """One call to the loopback server, retried until its last reply; returns the server."""
+    with OpenAICompatibleServer(replies) as server:
+        model = chatmodels.new_registry_provider(
+            "openai",
+            {"api_key": KEY, "base_url": server.base_url, "max_retries": len(replies) - 1},
+        )
+        with model:
+            _call(model, kind, model="test-model")
+    return server
+
+
 # The logging handler reads the trace context from the current span: a record must be written
 # while the chat span is current, for a stream (whose span is not current between chunks) too.
 
@@ -232,16 +246,7 @@ def test_the_logging_bridge_exports_a_failure_in_the_calls_trace(
 def test_the_logging_bridge_exports_a_retried_attempt_in_the_calls_trace(
     sdk: SDK, bridge: Any, kind: str
 ) -> None:
-    replies: list[ScriptedReply | ScriptedError] = [
-        ScriptedError(429, retry_after=0),
-        ScriptedReply(text="ok"),
-    ]
-    with OpenAICompatibleServer(replies) as server:
-        model = chatmodels.new_registry_provider(
-            "openai", {"api_key": KEY, "base_url": server.base_url, "max_retries": 1}
-        )
-        with model:
-            _call(model, kind, model="test-model")
+    _call_retried([ScriptedError(429, retry_after=0), ScriptedReply(text="ok")], kind)
     (span,) = sdk.spans("chat ")
     retried = _exported(bridge, "attempt 1 failed")
     assert len(retried) == 1
@@ -394,17 +399,10 @@ def test_async_concurrent_calls_each_under_its_parent(sdk: SDK) -> None:
 
 
 def test_each_retry_attempt_is_an_event_with_its_number(sdk: SDK) -> None:
-    replies: list[ScriptedReply | ScriptedError] = [
-        ScriptedError(503, retry_after=0),
-        ScriptedError(429, retry_after=0),
-        ScriptedReply(text="ok"),
-    ]
-    with OpenAICompatibleServer(replies) as server:
-        model = chatmodels.new_registry_provider(
-            "openai", {"api_key": KEY, "base_url": server.base_url, "max_retries": 2}
-        )
-        with model:
-            model.invoke("hi", model="test-model")
+    server = _call_retried(
+        [ScriptedError(503, retry_after=0), ScriptedError(429, retry_after=0), ScriptedReply("ok")],
+        "invoke",
+    )
     (span,) = sdk.spans("chat ")
     events = [(e.name, dict(e.attributes or {})) for e in span.events]
     assert events == [
