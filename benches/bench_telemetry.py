@@ -53,13 +53,13 @@ class _Drop(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _providers() -> tuple[TracerProvider, MeterProvider]:
+def providers() -> tuple[TracerProvider, MeterProvider]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(_Drop()))
     return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
-def _set_level(level: str, tp: TracerProvider, mp: MeterProvider) -> None:
+def set_level(level: str, tp: TracerProvider, mp: MeterProvider) -> None:
     """Configure `level`; "none" is no observer at all (the baseline every row is against)."""
     set_observer(None if level == "none" else telemetry.TelemetryObserver())
     if level == "none":
@@ -122,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds, calls, local_calls = (3, 100, 2000) if args.quick else (11, 300, 3000)
 
-    tp, mp = _providers()
+    tp, mp = providers()
     set_observer(telemetry.TelemetryObserver())
     proc, base_url = _start_server()
     try:
@@ -152,12 +152,12 @@ def _loopback(
 
     for _ in range(rounds):
         for level in LEVELS:
-            _set_level(level, tp, mp)
+            set_level(level, tp, mp)
             for _ in range(20):
                 ours()
             rows.setdefault(level, []).append(_per_call(ours, calls, time.perf_counter))
         if client is not None:
-            _set_level("none", tp, mp)
+            set_level("none", tp, mp)
             for name, instrumented in (("openai SDK", False), ("openai SDK + openai-v2", True)):
                 if instrumented:
                     if instrumentor is None:
@@ -174,9 +174,9 @@ def _loopback(
     return rows
 
 
-def _in_process(
-    tp: TracerProvider, mp: MeterProvider, rounds: int, calls: int
-) -> dict[str, list[float]]:
+def fake_call_and_span(tp: TracerProvider) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The in-process rows' two workloads: the fake provider's `invoke`, and one bare SDK span
+    with the attributes that call's span gets (also run by bench_telemetry_cycles.py)."""
     model = chatmodels.new_registry_provider("fake", {})
     tracer = tp.get_tracer("bench")
     response = model.invoke("hi")
@@ -207,15 +207,22 @@ def _in_process(
         model.invoke("hi")
         requests.clear()
 
+    return call, span
+
+
+def _in_process(
+    tp: TracerProvider, mp: MeterProvider, rounds: int, calls: int
+) -> dict[str, list[float]]:
+    call, span = fake_call_and_span(tp)
     rows: dict[str, list[float]] = {}
     for _ in range(rounds):
         for level in LEVELS:
-            _set_level(level, tp, mp)
+            set_level(level, tp, mp)
             for _ in range(200):
                 call()
             rows.setdefault(level, []).append(_per_call(call, calls, time.thread_time))
         rows.setdefault("SDK span", []).append(_per_call(span, calls, time.thread_time))
-        _set_level("none", tp, mp)
+        set_level("none", tp, mp)
 
         def call_and_span() -> None:
             call()

@@ -27,50 +27,16 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+# The workloads are bench_telemetry.py's in-process ones, imported from it.
 CHILD = r"""
 import gc, sys
-import chatmodels
-from chatmodels import telemetry
-from chatmodels._observe import set_observer
-from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
-
-class Drop(SpanExporter):
-    def export(self, spans):
-        return SpanExportResult.SUCCESS
+sys.path.insert(0, sys.argv[4])
+from bench_telemetry import fake_call_and_span, providers, set_level
 
 level, mode, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
-tp = TracerProvider()
-tp.add_span_processor(SimpleSpanProcessor(Drop()))
-mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
-model = chatmodels.new_registry_provider("fake", {})
-if level == "none":
-    set_observer(None)
-else:
-    set_observer(telemetry.TelemetryObserver())
-    chatmodels.configure(tracer_provider=tp, meter_provider=mp, level=level.split("+")[0],
-                         capture_content=level.endswith("+content"))
-usage = model.invoke("hi").usage
-tracer = tp.get_tracer("bench")
-start = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "fake",
-         "gen_ai.request.model": "fake-1", "gen_ai.output.type": "text"}
-end = {"gen_ai.response.id": "fake-1", "gen_ai.response.model": "fake-1",
-       "gen_ai.response.finish_reasons": ("stop",),
-       "gen_ai.usage.input_tokens": usage.input_tokens,
-       "gen_ai.usage.output_tokens": usage.output_tokens}
-requests = getattr(model, "requests", [])
-
-def span():
-    s = tracer.start_span("chat fake-1", kind=trace.SpanKind.CLIENT, attributes=start)
-    s.set_attributes(end)
-    s.end()
-
-def call():
-    model.invoke("hi")
-    requests.clear()
+tp, mp = providers()
+call, span = fake_call_and_span(tp)
+set_level(level, tp, mp)
 
 def both():
     call()
@@ -100,7 +66,7 @@ ROWS = [
 def _totals(script: Path, level: str, mode: str, calls: int, out: Path) -> list[int]:
     subprocess.run(
         ["valgrind", "--tool=callgrind", "--cache-sim=yes", f"--callgrind-out-file={out}",
-         sys.executable, str(script), level, mode, str(calls)],
+         sys.executable, str(script), level, mode, str(calls), str(Path(__file__).parent)],
         env={**os.environ, "PYTHONHASHSEED": "0"},
         check=True,
         capture_output=True,
