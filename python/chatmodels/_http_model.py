@@ -13,7 +13,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
-from ._errors import ChatModelError, ErrorCode, InvalidConfigError, InvalidResponseError, make_error
+from ._errors import (
+    MASK,
+    ChatModelError,
+    ErrorCode,
+    InvalidConfigError,
+    InvalidResponseError,
+    make_error,
+    redact,
+)
 from ._metadata import ProviderMetadata, ProviderOptions
 from ._model import ChatModel, ChatRequest
 from ._observe import CallScope
@@ -155,14 +163,6 @@ def _message_of(body: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def _redact(error: ChatModelError, secret: str | None) -> ChatModelError:
-    """Scrub the API key from a provider's message (some echo a malformed key back)."""
-    if secret and len(secret) >= 4 and secret in error.detail:
-        error.detail = error.detail.replace(secret, "**********")
-        error.args = (error._message(),)
-    return error
-
-
 class HTTPChatModel(ChatModel):
     """A chat model that speaks an HTTP API through an `Adapter` and a pooled `Transport`."""
 
@@ -195,7 +195,9 @@ class HTTPChatModel(ChatModel):
             max_retries=opts.max_retries if opts.max_retries is not None else metadata.max_retries,
             provider=metadata.name,
         )
-        self._secret = opts.api_key_value()
+        secret = opts.api_key_value()
+        # scrubbed from every error a call raises (`ChatModel._failed`), the transport's too
+        self._secret = self.transport._secret = secret if secret and len(secret) >= 4 else None
 
     @property
     def base_url(self) -> str:
@@ -218,11 +220,17 @@ class HTTPChatModel(ChatModel):
     # -- calls -----------------------------------------------------------------------------
 
     def _error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        secret = self._secret
+        if secret is not None:  # before the adapter cuts the body's text to a length
+            raw = secret.encode("utf-8", "replace")
+            if raw in body:
+                body = body.replace(raw, MASK.encode())
         try:
             error = self.adapter.parse_error(status, headers, body)
         except Exception:
             error = error_from_response(status, headers, body, provider=self.provider)
-        return _redact(error, self._secret)
+        redact(error, secret)
+        return error
 
     def _parse(self, body: bytes, request: ChatRequest) -> ChatResponse:
         try:
