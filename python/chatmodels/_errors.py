@@ -379,6 +379,7 @@ def already_registered_error(op: str, name: str) -> ProviderAlreadyRegisteredErr
 
 MASK = "**********"
 _MIN_SECRET = 4  # a shorter "secret" would mask ordinary text
+_MIN_TAIL = 6
 _MAX_CHAIN = 32
 # Attributes some built-in exceptions print from, beside their args.
 _TEXT_ATTRS = ("object", "reason", "strerror", "filename", "filename2", "msg", "text", "path")
@@ -387,8 +388,8 @@ _TEXT_ATTRS = ("object", "reason", "strerror", "filename", "filename2", "msg", "
 def redact(error: BaseException, secret: str | None) -> None:
     """Scrub `secret` in place from `error` and the exceptions chained to it (``__cause__``,
     ``__context__``, `ChatModelError.err`, a group's members): their args, str attributes,
-    notes and the text the built-in exceptions print from. A text that ends with the start
-    of `secret` (a message cut inside the key) loses that start too."""
+    notes and the text the built-in exceptions print from. A detail that ends with the
+    start of `secret` (a message cut inside the key) loses that start too."""
     if not secret or len(secret) < _MIN_SECRET:
         return
     seen: set[int] = set()
@@ -409,7 +410,7 @@ def redact(error: BaseException, secret: str | None) -> None:
 
 def _redact_one(exc: BaseException, secret: str) -> None:
     if isinstance(exc, ChatModelError):
-        exc.detail = _scrubbed(exc.detail, secret)
+        exc.detail = _cut_tail(_scrubbed(exc.detail, secret), secret)
     for name, value in list(vars(exc).items()):
         clean = _scrubbed(value, secret)
         if clean is not value:
@@ -434,8 +435,7 @@ def _scrubbed(value: Any, secret: str) -> Any:
     """`value` without `secret` (str, bytes, and the tuples, lists and dicts of them); the
     same object when there was nothing to scrub."""
     if isinstance(value, str):
-        text = value.replace(secret, MASK) if secret in value else value
-        return _cut_tail(text, secret)
+        return value.replace(secret, MASK) if secret in value else value
     if isinstance(value, bytes):
         raw = secret.encode("utf-8", "replace")
         return value.replace(raw, MASK.encode()) if raw in value else value
@@ -453,9 +453,11 @@ def _scrubbed(value: Any, secret: str) -> Any:
 
 
 def _cut_tail(text: str, secret: str) -> str:
-    """`text` without a trailing start of `secret` (of at least `_MIN_SECRET` characters)."""
+    """`text` without a trailing start of `secret` of at least `_MIN_TAIL` characters: a
+    provider's message cut to a length inside the key (where messages are cut: at the end
+    of an error's detail)."""
     end = text.rstrip(" .…")
-    for size in range(min(len(secret) - 1, len(end)), _MIN_SECRET - 1, -1):
+    for size in range(min(len(secret) - 1, len(end)), _MIN_TAIL - 1, -1):
         if end.endswith(secret[:size]):
             return end[:-size] + MASK
     return text

@@ -163,6 +163,14 @@ def _message_of(body: bytes) -> tuple[str | None, str | None]:
     )
 
 
+def _reply_error(exc: InvalidConfigError, op: str, provider: str) -> InvalidResponseError:
+    """A reply that holds a value the message types refuse (they raise invalid_config, as
+    for the caller's input): invalid_response."""
+    return InvalidResponseError(
+        f"the reply does not fit: {exc.detail}", op=op, provider=provider, err=exc
+    )
+
+
 class HTTPChatModel(ChatModel):
     """A chat model that speaks an HTTP API through an `Adapter` and a pooled `Transport`."""
 
@@ -235,6 +243,8 @@ class HTTPChatModel(ChatModel):
     def _parse(self, body: bytes, request: ChatRequest) -> ChatResponse:
         try:
             return self.adapter.parse_response(body, request)
+        except InvalidConfigError as exc:  # a reply value our types refuse: the reply's fault
+            raise _reply_error(exc, "invoke", self.provider) from exc
         except ChatModelError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -280,6 +290,10 @@ class HTTPChatModel(ChatModel):
             # Not the raised one: its traceback holds this frame, whose caller (the stream's
             # generator) would hold it back, a cycle only the garbage collector frees.
             return _STREAM_END
+        except InvalidConfigError as exc:
+            error = _reply_error(exc, "stream", self.provider)
+            error.__cause__ = exc
+            return error
         except ChatModelError as exc:
             return exc
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -442,7 +456,8 @@ def json_body(payload: Mapping[str, Any]) -> bytes:
         ) from exc
 
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# allow_nan=False: NaN and infinity are not JSON (a provider's parser refuses them).
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _encode = _encoder.encode
 # `JSONEncoder.encode` builds the C encoder anew on every call, a third of the cost of a
 # small body: build it once. Without the markers dict it skips the circular-reference check
@@ -460,6 +475,6 @@ _c_encode = (
         ",",
         False,
         False,
-        True,
+        False,
     )
 )

@@ -616,6 +616,13 @@ def _response_format(value: Any, op: str, provider: str) -> ResponseFormat:
             return ResponseFormat(kind)
         if kind == "json_schema":
             spec = value.get("json_schema", value)
+            if not isinstance(spec, Mapping):
+                raise InvalidConfigError(
+                    "a json_schema response_format's 'json_schema' must be an object, got "
+                    f"{type(spec).__name__}",
+                    op=op,
+                    provider=provider,
+                )
             schema = spec.get("schema")
             if not isinstance(schema, Mapping):
                 raise InvalidConfigError(
