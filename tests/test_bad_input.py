@@ -432,3 +432,48 @@ def test_well_formed_messages_stay_accepted(openai_model: tuple[Any, Any]) -> No
         "tool",
     ]
     assert chatmodels.Message("user", [text]).content == (text,)
+
+
+# -- an async creator past its creation timeout ----------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["new_registry_provider", "anew_registry_provider"])
+def test_async_creator_past_its_timeout_is_cancelled(
+    global_registry: ProviderRegistry, via: str
+) -> None:
+    import threading
+
+    started, cancelled, finished = threading.Event(), threading.Event(), threading.Event()
+
+    async def slow(options: Any) -> Any:
+        started.set()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finished.set()
+        return EchoModel(chatmodels.ProviderMetadata(name="aslow"), options)
+
+    global_registry.register("aslow", slow)
+
+    def create() -> object:
+        if via == "new_registry_provider":
+            return chatmodels.new_registry_provider("aslow", timeout=0.2)
+        return asyncio.run(chatmodels.anew_registry_provider("aslow", timeout=0.2))
+
+    with pytest.raises(chatmodels.CreationTimeoutError) as info:
+        create()
+    assert info.value.code.value == "creation_timeout"
+    assert started.is_set()
+    assert cancelled.wait(2), "the creator was not cancelled"
+    assert not finished.is_set()
+
+
+def test_async_creator_cancelled_before_it_starts(global_registry: ProviderRegistry) -> None:
+    # A timeout shorter than the worker thread's start: the creator never runs.
+    from chatmodels._registry import _Cancel
+
+    cancel = _Cancel()
+    cancel.cancel()
+    assert cancel.attach(object(), object()) is False
