@@ -555,3 +555,65 @@ def test_model_keeps_working_after_a_scrubbed_error(caplog: pytest.LogCaptureFix
             model.invoke("Hi")
         assert model.invoke("Hi").text == "fine"
         assert server.requests[1].headers["authorization"] == f"Bearer {KEY}"
+
+
+class _Recorder:
+    """An observer that keeps every error its scopes are told of."""
+
+    observes_chunks = False
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def start(self, site: Any, request: Any) -> _Recorder:
+        return self
+
+    def attempt(self, number: int, error: BaseException | None) -> None:
+        if error is not None:
+            self.errors.append(error)
+
+    def chunk(self, chunk: Any) -> None:
+        pass
+
+    def end(self, response: Any) -> None:
+        pass
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retried_attempts_report_scrubbed_errors(mode: str) -> None:
+    # A retried 503 whose request id is the key: the attempt's error the observer gets is
+    # scrubbed too, and so is the final one.
+    busy = json_interaction(
+        "/v1/chat/completions",
+        {"error": {"message": _echo()}},
+        status=503,
+        headers=(("x-request-id", KEY), ("retry-after", "0")),
+    )
+    recorder = _Recorder()
+    previous = set_observer(recorder)
+    try:
+        with ReplayServer([busy, busy]) as server:
+            model = new_model(
+                "openai", f"{server.base_url}/v1", api_key=KEY, model="m-1", max_retries=1
+            )
+            call = (
+                (lambda: model.invoke("Hi"))
+                if mode == "sync"
+                else (lambda: asyncio.run(model.ainvoke("Hi")))
+            )
+            with pytest.raises(ChatModelError) as caught:
+                call()
+            model.close()
+    finally:
+        set_observer(previous)
+    assert len(recorder.errors) == 3  # two attempts, one failure
+    assert recorder.errors[0].request_id == "**********"  # type: ignore[attr-defined]
+    for error in (*recorder.errors, caught.value):
+        for text in _texts_of(error):
+            assert KEY not in text
