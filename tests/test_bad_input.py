@@ -4,18 +4,21 @@ through every operation that takes a name, on both backends, via methods and glo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import chatmodels
 import pytest
 from chatmodels import (
+    InvalidConfigError,
     InvalidCreatorError,
     InvalidProviderNameError,
     ProviderAlreadyRegisteredError,
     ProviderNotFoundError,
     ProviderRegistry,
 )
+from chatmodels.testing import ReplayServer
 from helpers import EchoModel, check_error, echo_creator, snapshot
 
 NameOp = Callable[[ProviderRegistry, Any], object]
@@ -258,3 +261,219 @@ def test_long_unknown_name_is_shortened_in_the_message(registry: ProviderRegistr
         f"chatmodels.metadata: provider {repr(name)[:56]}...' is not registered"
         " (code=provider_not_found)"
     )
+
+
+# -- malformed call arguments --------------------------------------------------------------
+# Each is invalid_config with its op, raised before anything is sent (the loopback server
+# records no request), and the model answers the next, good call.
+
+OK_REPLY = {
+    "id": "c1",
+    "model": "m-1",
+    "choices": [{"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"}],
+}
+
+
+def _user(**fields: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": "Hi", **fields}]
+
+
+def _image(image_url: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": image_url}]}]
+
+
+def _assistant_calls(calls: Any) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+    ]
+
+
+# name → (messages, params)
+BAD_CALLS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "role as a list": ([{"role": ["user"], "content": "Hi"}], {}),
+    "role as a dict": ([{"role": {"user": 1}, "content": "Hi"}], {}),
+    "unknown role": ([{"role": "wizard", "content": "Hi"}], {}),
+    "image_url of 5": (_image(5), {}),
+    "image_url with url 5": (_image({"url": 5}), {}),
+    "tool_calls of 5": (_assistant_calls(5), {}),
+    "tool call with function None": (_assistant_calls([{"id": "1", "function": None}]), {}),
+    "tool call arguments of 5": (
+        _assistant_calls([{"id": "1", "function": {"name": "f", "arguments": 5}}]),
+        {},
+    ),
+    "name of 5": (_user(name=5), {}),
+    "tool_call_id of 5": ([{"role": "tool", "tool_call_id": 5, "content": "r"}], {}),
+    "text part of None": ([{"role": "user", "content": [{"type": "text", "text": None}]}], {}),
+    "text part without text": ([{"role": "user", "content": [{"type": "text"}]}], {}),
+    "content of 5": ([{"role": "user", "content": 5}], {}),
+    "no content and no tool calls": ([{"role": "user"}], {}),
+    "assistant with neither": ([{"role": "user", "content": "Hi"}, {"role": "assistant"}], {}),
+    "tool result without content": ([{"role": "tool", "tool_call_id": "1"}], {}),
+    "tools of 5": ("Hi", {"tools": 5}),
+    "tools of True": ("Hi", {"tools": True}),
+    "tool with parameters 5": ("Hi", {"tools": [{"name": "f", "parameters": 5}]}),
+    "tool with description 5": ("Hi", {"tools": [{"name": "f", "description": 5}]}),
+    "json_schema not a mapping": (
+        "Hi",
+        {"response_format": {"type": "json_schema", "json_schema": 5}},
+    ),
+    "NaN in provider_specific": ("Hi", {"provider_specific": {"x": float("nan")}}),
+    "infinity in a tool schema": (
+        "Hi",
+        {"tools": [{"name": "f", "parameters": {"type": "number", "maximum": float("inf")}}]},
+    ),
+    "-infinity in provider_specific": ("Hi", {"provider_specific": {"y": [-1e999]}}),
+}
+
+
+@pytest.fixture
+def openai_model(global_registry: ProviderRegistry) -> Iterator[tuple[Any, Any]]:
+    """An openai-compatible model (made through the backend under test) and its server."""
+    from chatmodels._builtins import register_builtins
+    from replay_helpers import json_interaction
+
+    register_builtins(global_registry)
+    ok = json_interaction("/v1/chat/completions", OK_REPLY)
+    with ReplayServer([ok]) as server:
+        model = chatmodels.new_registry_provider(
+            "openai",
+            {"base_url": f"{server.base_url}/v1", "api_key": "sk-x", "model": "m-1"},
+        )
+        with model:
+            yield model, server
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+@pytest.mark.parametrize("op", ["invoke", "ainvoke", "stream", "astream", "batch", "abatch"])
+def test_malformed_call_is_refused_before_sending(
+    openai_model: tuple[Any, Any], case: str, op: str
+) -> None:
+    model, server = openai_model
+    messages, params = BAD_CALLS[case]
+    with pytest.raises(InvalidConfigError) as info:
+        _call(model, op, messages, params)
+    error = info.value
+    assert type(error) is InvalidConfigError
+    assert error.code.value == "invalid_config"
+    assert error.op in (op, "encode")
+    if "NaN" in case or "infinity" in case:
+        assert error.op == "encode"
+    assert server.requests == []
+    assert model.invoke("Hi").text == "fine"  # still usable
+
+
+def _call(model: Any, op: str, messages: Any, params: dict[str, Any]) -> Any:
+    if op == "invoke":
+        return model.invoke(messages, **params)
+    if op == "stream":
+        return list(model.stream(messages, **params))
+    if op == "batch":
+        return model.batch(["Hi", messages], **params)
+
+    async def run() -> Any:
+        if op == "ainvoke":
+            return await model.ainvoke(messages, **params)
+        if op == "astream":
+            return [c async for c in model.astream(messages, **params)]
+        return await model.abatch(["Hi", messages], **params)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("make", "op"),
+    [
+        (lambda: chatmodels.Message("user", 5), "Message"),
+        (lambda: chatmodels.Message("user", None), "Message"),
+        (lambda: chatmodels.Message(["user"], "Hi"), "Message"),
+        (lambda: chatmodels.Message("wizard", "Hi"), "Message"),
+        (lambda: chatmodels.Message("user", "Hi", name=5), "Message"),
+        (lambda: chatmodels.Message("tool", "r", tool_call_id=5), "Message"),
+        (lambda: chatmodels.Message("user", [chatmodels.TextPart(None)]), "Message"),  # type: ignore[arg-type]
+        (lambda: chatmodels.Message("user", ["Hi"]), "Message"),
+        (lambda: chatmodels.Message("assistant", "", 5), "Message"),
+        (lambda: chatmodels.Message("assistant", "", [{"function": None}]), "Message"),
+        (lambda: chatmodels.ImagePart(url=5), "ImagePart"),
+        (lambda: chatmodels.Tool("f", "", 5), "Tool"),
+        (lambda: chatmodels.Tool("", "", {}), "Tool"),
+        (lambda: chatmodels.Tool("f", 5), "Tool"),
+    ],
+)
+def test_malformed_value_objects_are_refused(make: Callable[[], object], op: str) -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        make()
+    assert info.value.op == op
+    assert info.value.code.value == "invalid_config"
+
+
+def test_well_formed_messages_stay_accepted(openai_model: tuple[Any, Any]) -> None:
+    model, server = openai_model
+    text = chatmodels.TextPart("Hi")
+    call = chatmodels.ToolCall("1", "f", {"a": 1})
+    messages = [
+        chatmodels.Message("user", [text]),  # a list of parts: kept as a tuple
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}], "name": "ann"},
+        {"role": "assistant", "tool_calls": [{"id": "1", "function": {"name": "f"}}]},
+        {"role": "tool", "tool_call_id": "1", "content": ""},
+        chatmodels.Message("assistant", "", [call]),
+        {"role": "tool", "tool_call_id": "1", "content": "r"},
+    ]
+    assert model.invoke(messages, tools=[{"name": "f", "parameters": {}}]).text == "fine"
+    sent = server.requests[0].json
+    assert [m["role"] for m in sent["messages"]] == [
+        "user",
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+    ]
+    assert chatmodels.Message("user", [text]).content == (text,)
+
+
+# -- an async creator past its creation timeout ----------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["new_registry_provider", "anew_registry_provider"])
+def test_async_creator_past_its_timeout_is_cancelled(
+    global_registry: ProviderRegistry, via: str
+) -> None:
+    import threading
+
+    started, cancelled, finished = threading.Event(), threading.Event(), threading.Event()
+
+    async def slow(options: Any) -> Any:
+        started.set()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finished.set()
+        return EchoModel(chatmodels.ProviderMetadata(name="aslow"), options)
+
+    global_registry.register("aslow", slow)
+
+    def create() -> object:
+        if via == "new_registry_provider":
+            return chatmodels.new_registry_provider("aslow", timeout=0.2)
+        return asyncio.run(chatmodels.anew_registry_provider("aslow", timeout=0.2))
+
+    with pytest.raises(chatmodels.CreationTimeoutError) as info:
+        create()
+    assert info.value.code.value == "creation_timeout"
+    assert started.is_set()
+    assert cancelled.wait(2), "the creator was not cancelled"
+    assert not finished.is_set()
+
+
+def test_async_creator_cancelled_before_it_starts(global_registry: ProviderRegistry) -> None:
+    # A timeout shorter than the worker thread's start: the creator never runs.
+    from chatmodels._registry import _Cancel
+
+    cancel = _Cancel()
+    cancel.cancel()
+    assert cancel.attach(object(), object()) is False

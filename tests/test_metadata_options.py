@@ -286,7 +286,7 @@ def test_options_without_api_key_say_so() -> None:
     ("field", "value", "expected"),
     [
         ("model", "", "a non-empty str"),
-        ("api_key", 5, "a str"),
+        ("api_key", 5, "a str that can be sent in an HTTP header (latin-1, no control characters)"),
         ("base_url", "ftp://x", "an http:// or https:// URL"),
         ("timeout", -1, "a positive number of seconds"),
         ("max_retries", 101, "an int from 0 to 100"),

@@ -24,14 +24,17 @@
         └── InternalError             internal
 
 Messages read `chatmodels.<op>: <detail> (code=<code>)`. The API key never reaches a message:
-callers pass details that do not contain it, and `redact` scrubs known secrets from provider
-messages before they are kept.
+callers pass details that do not contain it, and `redact` scrubs a model's key from every error
+a call raises (message, args, attributes, the chained causes) before telemetry or the caller
+sees it: providers echo keys back in their messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "APIError",
@@ -372,6 +375,92 @@ def already_registered_error(op: str, name: str) -> ProviderAlreadyRegisteredErr
         op=op,
         provider=name,
     )
+
+
+MASK = "**********"
+_MIN_SECRET = 4  # a shorter "secret" would mask ordinary text
+_MIN_TAIL = 6
+_MAX_CHAIN = 32
+# Attributes some built-in exceptions print from, beside their args.
+_TEXT_ATTRS = ("object", "reason", "strerror", "filename", "filename2", "msg", "text", "path")
+
+
+def redact(error: BaseException, secret: str | None) -> None:
+    """Scrub `secret` in place from `error` and the exceptions chained to it (``__cause__``,
+    ``__context__``, `ChatModelError.err`, a group's members): their args, str attributes,
+    notes and the text the built-in exceptions print from. A detail that ends with the
+    start of `secret` (a message cut inside the key) loses that start too."""
+    if not secret or len(secret) < _MIN_SECRET:
+        return
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo and len(seen) < _MAX_CHAIN:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        _redact_one(exc, secret)
+        todo += (exc.__cause__, exc.__context__)
+        if isinstance(exc, ChatModelError):
+            todo.append(exc.err)
+        members = getattr(exc, "exceptions", None)  # an exception group's (3.11+)
+        if isinstance(members, tuple):
+            todo.extend(m for m in members if isinstance(m, BaseException))
+
+
+def _redact_one(exc: BaseException, secret: str) -> None:
+    if isinstance(exc, ChatModelError):
+        exc.detail = _cut_tail(_scrubbed(exc.detail, secret), secret)
+    for name, value in list(vars(exc).items()):
+        clean = _scrubbed(value, secret)
+        if clean is not value:
+            setattr(exc, name, clean)
+    for name in _TEXT_ATTRS:
+        value = getattr(exc, name, None)
+        if isinstance(value, (str, bytes)):
+            clean = _scrubbed(value, secret)
+            if clean is not value:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, name, clean)
+    args = exc.args
+    if isinstance(exc, ChatModelError) and len(args) == 1 and isinstance(args[0], str):
+        exc.args = (exc._message(),)
+    else:
+        clean_args = _scrubbed(args, secret)
+        if clean_args is not args:
+            exc.args = clean_args
+
+
+def _scrubbed(value: Any, secret: str) -> Any:
+    """`value` without `secret` (str, bytes, and the tuples, lists and dicts of them); the
+    same object when there was nothing to scrub."""
+    if isinstance(value, str):
+        return value.replace(secret, MASK) if secret in value else value
+    if isinstance(value, bytes):
+        raw = secret.encode("utf-8", "replace")
+        return value.replace(raw, MASK.encode()) if raw in value else value
+    if isinstance(value, (tuple, list)):
+        items = [_scrubbed(v, secret) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return type(value)(items) if type(value) in (tuple, list) else tuple(items)
+    if isinstance(value, dict):
+        pairs = {k: _scrubbed(v, secret) for k, v in value.items()}
+        if all(pairs[k] is v for k, v in value.items()):
+            return value
+        return pairs
+    return value
+
+
+def _cut_tail(text: str, secret: str) -> str:
+    """`text` without a trailing start of `secret` of at least `_MIN_TAIL` characters: a
+    provider's message cut to a length inside the key (where messages are cut: at the end
+    of an error's detail)."""
+    end = text.rstrip(" .…")
+    for size in range(min(len(secret) - 1, len(end)), _MIN_TAIL - 1, -1):
+        if end.endswith(secret[:size]):
+            return end[:-size] + MASK
+    return text
 
 
 def _short_repr(value: object, limit: int = 60) -> str:

@@ -13,7 +13,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
-from ._errors import ChatModelError, ErrorCode, InvalidConfigError, InvalidResponseError, make_error
+from ._errors import (
+    MASK,
+    ChatModelError,
+    ErrorCode,
+    InvalidConfigError,
+    InvalidResponseError,
+    make_error,
+    redact,
+)
 from ._metadata import ProviderMetadata, ProviderOptions
 from ._model import ChatModel, ChatRequest
 from ._observe import CallScope
@@ -155,12 +163,12 @@ def _message_of(body: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def _redact(error: ChatModelError, secret: str | None) -> ChatModelError:
-    """Scrub the API key from a provider's message (some echo a malformed key back)."""
-    if secret and len(secret) >= 4 and secret in error.detail:
-        error.detail = error.detail.replace(secret, "**********")
-        error.args = (error._message(),)
-    return error
+def _reply_error(exc: InvalidConfigError, op: str, provider: str) -> InvalidResponseError:
+    """A reply that holds a value the message types refuse (they raise invalid_config, as
+    for the caller's input): invalid_response."""
+    return InvalidResponseError(
+        f"the reply does not fit: {exc.detail}", op=op, provider=provider, err=exc
+    )
 
 
 class HTTPChatModel(ChatModel):
@@ -195,7 +203,9 @@ class HTTPChatModel(ChatModel):
             max_retries=opts.max_retries if opts.max_retries is not None else metadata.max_retries,
             provider=metadata.name,
         )
-        self._secret = opts.api_key_value()
+        secret = opts.api_key_value()
+        # scrubbed from every error a call raises (`ChatModel._failed`), the transport's too
+        self._secret = self.transport._secret = secret if secret and len(secret) >= 4 else None
 
     @property
     def base_url(self) -> str:
@@ -218,15 +228,23 @@ class HTTPChatModel(ChatModel):
     # -- calls -----------------------------------------------------------------------------
 
     def _error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+        secret = self._secret
+        if secret is not None:  # before the adapter cuts the body's text to a length
+            raw = secret.encode("utf-8", "replace")
+            if raw in body:
+                body = body.replace(raw, MASK.encode())
         try:
             error = self.adapter.parse_error(status, headers, body)
         except Exception:
             error = error_from_response(status, headers, body, provider=self.provider)
-        return _redact(error, self._secret)
+        redact(error, secret)
+        return error
 
     def _parse(self, body: bytes, request: ChatRequest) -> ChatResponse:
         try:
             return self.adapter.parse_response(body, request)
+        except InvalidConfigError as exc:  # a reply value our types refuse: the reply's fault
+            raise _reply_error(exc, "invoke", self.provider) from exc
         except ChatModelError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -272,6 +290,10 @@ class HTTPChatModel(ChatModel):
             # Not the raised one: its traceback holds this frame, whose caller (the stream's
             # generator) would hold it back, a cycle only the garbage collector frees.
             return _STREAM_END
+        except InvalidConfigError as exc:
+            error = _reply_error(exc, "stream", self.provider)
+            error.__cause__ = exc
+            return error
         except ChatModelError as exc:
             return exc
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -434,7 +456,8 @@ def json_body(payload: Mapping[str, Any]) -> bytes:
         ) from exc
 
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# allow_nan=False: NaN and infinity are not JSON (a provider's parser refuses them).
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _encode = _encoder.encode
 # `JSONEncoder.encode` builds the C encoder anew on every call, a third of the cost of a
 # small body: build it once. Without the markers dict it skips the circular-reference check
@@ -452,6 +475,6 @@ _c_encode = (
         ",",
         False,
         False,
-        True,
+        False,
     )
 )

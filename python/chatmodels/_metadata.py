@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import math
 import os
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -84,6 +85,12 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled")
+
+    def __copy__(self) -> Secret:
+        return self  # immutable: a copy holds the same secret
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
 
 
 def _tuple_of_str(value: Iterable[str] | None, field: str) -> tuple[str, ...]:
@@ -188,10 +195,31 @@ def _is_stop(value: object) -> bool:
     )
 
 
+_HEADER_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _is_key(value: object) -> bool:
+    """Whether `value` is a key that can be sent in an HTTP header: latin-1 text without
+    control characters (CR, LF, a trailing newline, ...)."""
+    if isinstance(value, Secret):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return False
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            return False
+    return not _HEADER_UNSAFE.search(value)
+
+
 # field → (check, what the value must be)
 _CHECKS: dict[str, tuple[Any, str]] = {
     "model": (lambda v: isinstance(v, str) and v != "", "a non-empty str"),
-    "api_key": (lambda v: isinstance(v, (str, Secret)), "a str"),
+    "api_key": (
+        _is_key,
+        "a str that can be sent in an HTTP header (latin-1, no control characters)",
+    ),
     "base_url": (
         lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
         "an http:// or https:// URL",
@@ -263,6 +291,14 @@ class ProviderOptions:
             elif value != field.default and not (field.name == "provider_specific" and not value):
                 shown.append(f"{field.name}={value!r}")
         return f"ProviderOptions({', '.join(shown)})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ProviderOptions:
+        # A mapping proxy cannot be deep-copied: copy the mapping behind it (the key, a
+        # Secret, copies as itself).
+        import copy
+
+        specific = copy.deepcopy(dict(self.provider_specific), memo)
+        return dataclasses.replace(self, provider_specific=specific)
 
     def api_key_value(self) -> str | None:
         """The API key itself, for the one place that sends it."""

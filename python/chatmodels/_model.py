@@ -27,6 +27,7 @@ from ._errors import (
     InternalError,
     InvalidConfigError,
     InvalidResponseError,
+    redact,
     suggest,
 )
 from ._metadata import _CHECKS, Capability, ProviderMetadata, ProviderOptions
@@ -150,6 +151,9 @@ class ChatModel:
     container: Container | None = None
 
     _call_site: CallSite  # what the observer is told of every call, built on first use
+
+    #: the credential this instance sends, scrubbed from every error its calls raise
+    _secret: str | None = None
 
     def __init__(self, metadata: ProviderMetadata, options: ProviderOptions | None = None) -> None:
         self.metadata = metadata
@@ -351,8 +355,10 @@ class ChatModel:
         try:
             return self._health(timeout)
         except ChatModelError as exc:
+            redact(exc, self._secret)
             return _unhealthy(exc, start)
         except Exception as exc:
+            redact(exc, self._secret)
             return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
 
     async def ahealth_check(self, *, timeout: float = 5.0) -> HealthStatus:
@@ -370,8 +376,10 @@ class ChatModel:
                 "timeout",
             )
         except ChatModelError as exc:
+            redact(exc, self._secret)
             return _unhealthy(exc, start)
         except Exception as exc:
+            redact(exc, self._secret)
             return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
 
     # -- what providers implement ----------------------------------------------------------
@@ -536,6 +544,8 @@ class ChatModel:
 
     def _failed(self, scope: CallScope, exc: BaseException, op: str) -> BaseException:
         """End `scope` with the error the caller will see, and return it."""
+        if self._secret is not None:  # before any of its text is copied or recorded
+            redact(exc, self._secret)
         error: BaseException
         if isinstance(exc, ChatModelError):
             error = exc
@@ -606,6 +616,13 @@ def _response_format(value: Any, op: str, provider: str) -> ResponseFormat:
             return ResponseFormat(kind)
         if kind == "json_schema":
             spec = value.get("json_schema", value)
+            if not isinstance(spec, Mapping):
+                raise InvalidConfigError(
+                    "a json_schema response_format's 'json_schema' must be an object, got "
+                    f"{type(spec).__name__}",
+                    op=op,
+                    provider=provider,
+                )
             schema = spec.get("schema")
             if not isinstance(schema, Mapping):
                 raise InvalidConfigError(

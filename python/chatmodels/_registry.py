@@ -7,6 +7,7 @@ registry, created on first use together with plugin discovery.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -444,7 +445,38 @@ def _discard_awaitable(result: object) -> None:
         close()
 
 
-def _run_async_creator(entry: _Entry, options: ProviderOptions, op: str) -> ChatModel:
+class _Cancel:
+    """Cancels, from another thread, an async creator running on a worker thread's loop."""
+
+    __slots__ = ("_cancelled", "_lock", "_target")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: tuple[Any, Any] | None = None
+        self._cancelled = False
+
+    def attach(self, loop: Any, task: Any) -> bool:
+        """Note the creator's loop and task; False when it is cancelled already."""
+        with self._lock:
+            if self._cancelled:
+                return False
+            self._target = (loop, task)
+            return True
+
+    def cancel(self) -> None:
+        """Cancel the creator's task (now, or as soon as it starts)."""
+        with self._lock:
+            self._cancelled = True
+            target = self._target
+        if target is not None:
+            loop, task = target
+            with contextlib.suppress(RuntimeError):  # its loop has closed: it has finished
+                loop.call_soon_threadsafe(task.cancel)
+
+
+def _run_async_creator(
+    entry: _Entry, options: ProviderOptions, op: str, cancel: _Cancel | None = None
+) -> ChatModel:
     import asyncio
 
     provider = entry.metadata.name
@@ -461,6 +493,10 @@ def _run_async_creator(entry: _Entry, options: ProviderOptions, op: str) -> Chat
         )
 
     async def run() -> Any:
+        if cancel is not None and not cancel.attach(
+            asyncio.get_running_loop(), asyncio.current_task()
+        ):
+            raise asyncio.CancelledError
         return await _call_creator(entry, options, op)
 
     try:
@@ -477,17 +513,21 @@ def _create_with_timeout(
 ) -> ChatModel:
     import concurrent.futures
 
-    future = _start_worker(entry, options, op)
+    cancel = _Cancel() if entry.is_async else None
+    future = _start_worker(entry, options, op, cancel)
     try:
         return future.result(timeout=limit)
     except concurrent.futures.TimeoutError:
-        # The creator goes on in its thread; whatever it returns late is closed, not leaked.
+        # A sync creator goes on in its thread (a thread cannot be stopped); an async one is
+        # cancelled, as `acreate` cancels it. Whatever either returns late is closed.
         future.add_done_callback(_close_late_result)
+        if cancel is not None:
+            cancel.cancel()
         raise _timeout_error(entry.metadata.name, limit, op) from None
 
 
 def _start_worker(
-    entry: _Entry, options: ProviderOptions, op: str
+    entry: _Entry, options: ProviderOptions, op: str, cancel: _Cancel | None = None
 ) -> concurrent.futures.Future[ChatModel]:
     """Run the creator (checked) in a daemon thread; its future holds the result."""
     import concurrent.futures
@@ -500,7 +540,7 @@ def _start_worker(
             return
         try:
             if entry.is_async:
-                future.set_result(_run_async_creator(entry, options, op))
+                future.set_result(_run_async_creator(entry, options, op, cancel))
             else:
                 future.set_result(_checked(_call_creator(entry, options, op), provider, op))
         except BaseException as exc:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from ._errors import ChatModelError, make_error
+from ._errors import ChatModelError, make_error, redact
 from ._observe import NOOP_SCOPE, CallScope
 
 if TYPE_CHECKING:
@@ -105,6 +105,29 @@ def code_for_status(status: int) -> str:
     if status >= 500:
         return "provider_unavailable"
     return "bad_request"
+
+
+_HEADER_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_fault(text: str) -> str | None:
+    """Why `text` cannot be sent as a header name or value (None: it can)."""
+    if not isinstance(text, str):
+        return "is not a str"
+    if _HEADER_CONTROL.search(text):
+        return "contains a control character (CR, LF, ...)"
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return "is not latin-1 text"
+    return None
+
+
+def _shown_name(name: object) -> str:
+    """A header's name for an error: itself when it is printable, else a placeholder."""
+    if isinstance(name, str) and name.isprintable() and name.isascii() and len(name) <= 64:
+        return repr(name)
+    return "(a name that cannot be sent)"
 
 
 def _retryable_status(status: int) -> bool:
@@ -328,13 +351,18 @@ class Transport:
             host += f":{parts.port}"
         self._host_line = f"Host: {host}\r\n"
 
+    #: the credential the requests carry, scrubbed from the errors born here (set by the model)
+    _secret: str | None = None
+
     def __repr__(self) -> str:
         return f"<Transport {self._origin}{self.base_path}>"
 
     # -- errors ----------------------------------------------------------------------------
 
     def _error(self, code: str, detail: str, exc: BaseException | None = None) -> ChatModelError:
-        return make_error(code, detail, op="transport", provider=self.provider, err=exc)
+        error = make_error(code, detail, op="transport", provider=self.provider, err=exc)
+        redact(error, self._secret)  # a server's reply can be quoted in an exception's text
+        return error
 
     def _exc_to_error(self, exc: BaseException, timeout: float) -> ChatModelError:
         if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
@@ -380,7 +408,7 @@ class Transport:
         lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         # Values with CR or LF would inject headers: one line per header, or refuse.
         if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
-            raise self._error("invalid_config", "a header name or value contains CR or LF")
+            raise self._header_error(headers)
         names = {name.lower() for name in headers}
         extra = self._host_line if "host" not in names else ""
         if "accept-encoding" not in names:
@@ -393,8 +421,18 @@ class Transport:
             extra += "Content-Length: 0\r\n"
         try:
             return f"{req.method} {url} HTTP/1.1\r\n{extra}{lines}\r\n".encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise self._error("invalid_config", "a header is not latin-1 text", exc) from exc
+        except UnicodeEncodeError:
+            pass
+        # Raised outside the handler: its context would hold the whole head, the key with it.
+        raise self._header_error(headers)
+
+    def _header_error(self, headers: Mapping[str, str]) -> ChatModelError:
+        """The error for headers that cannot be sent, naming the header, never its value."""
+        for name, value in headers.items():
+            why = _header_fault(name) or _header_fault(value)
+            if why:
+                return self._error("invalid_config", f"header {_shown_name(name)} {why}")
+        return self._error("invalid_config", "the request line cannot be sent")
 
     def _send(
         self, req: WireRequest, timeout: float
@@ -500,7 +538,7 @@ class Transport:
         return error, (None if attempt >= last else backoff_delay(attempt))
 
     def _status_error(self, status: int, headers: Headers) -> ChatModelError:
-        return make_error(
+        error = make_error(
             code_for_status(status),
             f"HTTP {status}",
             op="transport",
@@ -508,6 +546,8 @@ class Transport:
             status_code=status,
             request_id=request_id_of(headers),
         )
+        redact(error, self._secret)
+        return error
 
     def stream(
         self, req: WireRequest, *, timeout: float | None = None, scope: CallScope = NOOP_SCOPE
@@ -581,13 +621,26 @@ class Transport:
         session = self._session
         if session is None or session.closed or self._session_loop is not _running_loop():
             session = await self._asession()
-        return await session.request(
-            req.method,
-            self._origin + self.base_path + req.path,
-            data=req.body,
-            headers=req.headers,
-            timeout=self._client_timeout(timeout),
-        )
+        headers = req.headers
+        for name, value in headers.items():  # aiohttp would send what the sync path refuses
+            if not (value.isascii() and value.isprintable() and name.isascii()) and (
+                _header_fault(name) or _header_fault(value)
+            ):
+                raise self._header_error(headers)
+        try:
+            return await session.request(
+                req.method,
+                self._origin + self.base_path + req.path,
+                data=req.body,
+                headers=req.headers,
+                timeout=self._client_timeout(timeout),
+            )
+        except (UnicodeError, ValueError):
+            # aiohttp's refusal of a header quotes its value: refused as on sync, raised
+            # outside the handler so that it is not the error's context.
+            if not any(_header_fault(k) or _header_fault(v) for k, v in req.headers.items()):
+                raise
+        raise self._header_error(req.headers)
 
     async def arequest(
         self,

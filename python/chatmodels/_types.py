@@ -146,6 +146,13 @@ class ImagePart:
     type: Literal["image"] = "image"
 
     def __post_init__(self) -> None:
+        for field in ("url", "data", "media_type", "detail"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, str):
+                raise InvalidConfigError(
+                    f"an ImagePart's {field} must be a str, got {type(value).__name__}",
+                    op="ImagePart",
+                )
         if (self.url is None) == (self.data is None):
             raise InvalidConfigError("an ImagePart takes either url or data", op="ImagePart")
         if self.data is not None and not self.media_type:
@@ -247,6 +254,17 @@ class Message:
         tool_call_id: str | None = None,
         name: str | None = None,
     ) -> None:
+        # The usual message (a known role, str content, nothing else) costs one check each.
+        if type(role) is not str or role not in _ROLES:
+            role = _checked_role(role)
+        if type(content) is not str:
+            content = _checked_content(content)
+        if tool_calls:
+            tool_calls = _checked_calls(tool_calls)
+        if tool_call_id is not None and type(tool_call_id) is not str:
+            raise _not_a_str("tool_call_id", tool_call_id)
+        if name is not None and type(name) is not str:
+            raise _not_a_str("name", name)
         _set_role(self, role)
         _set_content(self, content)
         _set_tool_calls(self, tool_calls)
@@ -295,6 +313,56 @@ class Message:
 _set_role, _set_content, _set_tool_calls, _set_tool_call_id, _set_name = (
     Message.__dict__[f.name].__set__ for f in dataclasses.fields(Message)
 )
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"a {type(value).__name__}"
+
+
+def _checked_role(role: object, op: str = "Message") -> Role:
+    if isinstance(role, str) and role in _ROLES:
+        return str.__str__(role)  # type: ignore[return-value]  # a str subclass, as a str
+    raise InvalidConfigError(
+        f"message role must be one of system, user, assistant, tool; got {_shown(role)}", op=op
+    )
+
+
+def _checked_content(content: object, op: str = "Message") -> str | tuple[ContentPart, ...]:
+    """Content that is not a str: a sequence of parts, as a tuple."""
+    if isinstance(content, str):
+        return str.__str__(content)
+    if not isinstance(content, (tuple, list)):
+        raise InvalidConfigError(
+            f"message content must be a str or a list of parts, got {type(content).__name__}",
+            op=op,
+        )
+    for part in content:
+        kind = type(part)
+        if kind is TextPart:
+            if type(part.text) is not str:
+                raise InvalidConfigError(
+                    f"a text part's text must be a str, got {type(part.text).__name__}", op=op
+                )
+        elif not isinstance(part, (TextPart, ImagePart, ReasoningPart)):
+            raise InvalidConfigError(
+                "message content parts must be TextPart, ImagePart or ReasoningPart, got "
+                f"{kind.__name__}",
+                op=op,
+            )
+    return tuple(content)
+
+
+def _checked_calls(calls: object, op: str = "Message") -> tuple[ToolCall, ...]:
+    if not isinstance(calls, (tuple, list)) or not all(isinstance(c, ToolCall) for c in calls):
+        raise InvalidConfigError("a message's tool_calls must be a list of ToolCall", op=op)
+    return tuple(calls)
+
+
+def _not_a_str(field: str, value: object, op: str = "Message") -> InvalidConfigError:
+    return InvalidConfigError(
+        f"a message's {field} must be a str, got {type(value).__name__}", op=op
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -608,23 +676,44 @@ def _message_from_dict(raw: Mapping[str, Any], op: str) -> Message:
     role = raw.get("role")
     if role == "developer":
         role = "system"
-    if role not in _ROLES:
-        raise InvalidConfigError(
-            f"message role must be one of system, user, assistant, tool; got {role!r}", op=op
-        )
+    if type(role) is not str or role not in _ROLES:
+        role = _checked_role(role, op)
     content = raw.get("content")
     if content is None:
         parsed: str | tuple[ContentPart, ...] = ""
     elif isinstance(content, str):
         parsed = content
-    elif isinstance(content, Sequence):
+    elif isinstance(content, (list, tuple)):
         parsed = tuple(_part_from_dict(p, op) for p in content)
     else:
-        raise InvalidConfigError("message content must be a str or a list of parts", op=op)
-    calls = tuple(_tool_call_from_dict(c, op) for c in raw.get("tool_calls") or ())
-    if role == "tool" and not raw.get("tool_call_id"):
-        raise InvalidConfigError("a tool message needs its tool_call_id", op=op)
-    return Message(role, parsed, calls, raw.get("tool_call_id"), raw.get("name"))
+        raise InvalidConfigError(
+            f"message content must be a str or a list of parts, got {type(content).__name__}",
+            op=op,
+        )
+    raw_calls = raw.get("tool_calls")
+    calls: tuple[ToolCall, ...] = ()
+    if raw_calls:
+        if not isinstance(raw_calls, (list, tuple)):
+            raise InvalidConfigError(
+                f"tool_calls must be a list, got {type(raw_calls).__name__}", op=op
+            )
+        calls = tuple(_tool_call_from_dict(c, op) for c in raw_calls)
+    call_id = raw.get("tool_call_id")
+    if role == "tool":
+        if not call_id:
+            raise InvalidConfigError("a tool message needs its tool_call_id", op=op)
+        if content is None:
+            raise InvalidConfigError("a tool message needs its content (the result)", op=op)
+    elif content is None and not calls:
+        raise InvalidConfigError(
+            f"a {role} message needs content (or, from the assistant, tool_calls)", op=op
+        )
+    if call_id is not None and type(call_id) is not str:
+        raise _not_a_str("tool_call_id", call_id, op)
+    name = raw.get("name")
+    if name is not None and type(name) is not str:
+        raise _not_a_str("name", name, op)
+    return Message(typing.cast(Role, role), parsed, calls, call_id, name)
 
 
 def _part_from_dict(raw: Any, op: str) -> ContentPart:
@@ -634,7 +723,12 @@ def _part_from_dict(raw: Any, op: str) -> ContentPart:
         return TextPart(raw)
     kind = raw.get("type") if isinstance(raw, Mapping) else None
     if kind == "text":
-        return TextPart(str(raw.get("text", "")))
+        text = raw.get("text")
+        if type(text) is not str:
+            raise InvalidConfigError(
+                f"a text part's text must be a str, got {type(text).__name__}", op=op
+            )
+        return TextPart(text)
     if kind in ("thinking", "reasoning"):
         text = raw.get("thinking", raw.get("text", raw.get("content", "")))
         return ReasoningPart(str(text or ""), _opaque(raw, "signature", op))
@@ -644,11 +738,20 @@ def _part_from_dict(raw: Any, op: str) -> ContentPart:
         image = raw.get("image_url", raw)
         if isinstance(image, str):
             return _image_from_url(image, None)
+        if not isinstance(image, Mapping):
+            raise InvalidConfigError(
+                f"an image_url must be a str or a dict, got {type(image).__name__}", op=op
+            )
         if "url" in image:
-            return _image_from_url(image["url"], image.get("detail"))
+            url = image["url"]
+            if not isinstance(url, str):
+                raise InvalidConfigError(
+                    f"an image's url must be a str, got {type(url).__name__}", op=op
+                )
+            return _image_from_url(url, image.get("detail"))
         if "data" in image:
             return ImagePart(data=image["data"], media_type=image.get("media_type"))
-    raise InvalidConfigError(f"unsupported content part {raw!r}", op=op)
+    raise InvalidConfigError(f"unsupported content part {_shown(raw)}", op=op)
 
 
 def _opaque(raw: Mapping[str, Any], key: str, op: str) -> str | None:
@@ -677,7 +780,19 @@ def _tool_call_from_dict(raw: Any, op: str) -> ToolCall:
     if not isinstance(raw, Mapping):
         raise InvalidConfigError("tool_calls items must be dicts or ToolCall objects", op=op)
     fn = raw.get("function", raw)
-    return ToolCall.from_wire(str(raw.get("id", "")), str(fn.get("name", "")), fn.get("arguments"))
+    if not isinstance(fn, Mapping):
+        raise InvalidConfigError(
+            f"a tool call's function must be a dict, got {type(fn).__name__}", op=op
+        )
+    call_id, name, arguments = raw.get("id", ""), fn.get("name", ""), fn.get("arguments")
+    if not isinstance(call_id, str) or not isinstance(name, str):
+        raise InvalidConfigError("a tool call's id and function name must be str", op=op)
+    if arguments is not None and not isinstance(arguments, (str, Mapping)):
+        raise InvalidConfigError(
+            f"a tool call's arguments must be a JSON str or a dict, got {type(arguments).__name__}",
+            op=op,
+        )
+    return ToolCall.from_wire(call_id, name, arguments)
 
 
 # -- tools ---------------------------------------------------------------------------------
@@ -693,6 +808,24 @@ class Tool:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     strict: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidConfigError("a tool's name must be a non-empty str", op="Tool")
+        if not isinstance(self.description, str):
+            raise InvalidConfigError(
+                f"tool {self.name!r}: description must be a str, got "
+                f"{type(self.description).__name__}",
+                op="Tool",
+            )
+        if not isinstance(self.parameters, Mapping):
+            raise InvalidConfigError(
+                f"tool {self.name!r}: parameters must be a JSON schema object (a dict), got "
+                f"{type(self.parameters).__name__}",
+                op="Tool",
+            )
+        if self.strict is not None and not isinstance(self.strict, bool):
+            raise InvalidConfigError(f"tool {self.name!r}: strict must be a bool", op="Tool")
 
     @classmethod
     def from_function(cls, func: Callable[..., Any]) -> Tool:
@@ -711,8 +844,12 @@ def to_tools(tools: Iterable[ToolLike] | None, op: str = "invoke") -> tuple[Tool
     """Tools given as `Tool`, dicts (OpenAI style or flat) or typed functions, as `Tool`s."""
     if tools is None:
         return ()
-    if isinstance(tools, (Mapping, str)) or callable(tools):
-        raise InvalidConfigError("tools must be a list", op=op)
+    if (
+        isinstance(tools, (Mapping, str, bytes))
+        or callable(tools)
+        or not isinstance(tools, Iterable)
+    ):
+        raise InvalidConfigError(f"tools must be a list, got {type(tools).__name__}", op=op)
     out = []
     for tool in tools:
         if isinstance(tool, Tool):
@@ -722,8 +859,14 @@ def to_tools(tools: Iterable[ToolLike] | None, op: str = "invoke") -> tuple[Tool
             name = fn.get("name") if isinstance(fn, Mapping) else None
             if not isinstance(name, str) or not name:
                 raise InvalidConfigError(f"a tool needs a name: {tool!r}", op=op)
-            params = fn.get("parameters") or {"type": "object", "properties": {}}
-            out.append(Tool(name, fn.get("description") or "", params, fn.get("strict")))
+            params = fn.get("parameters")
+            if params is None or (isinstance(params, Mapping) and not params):
+                params = {"type": "object", "properties": {}}
+            try:
+                tool_ = Tool(name, fn.get("description") or "", params, fn.get("strict"))
+            except InvalidConfigError as exc:
+                raise InvalidConfigError(exc.detail, op=op) from None
+            out.append(tool_)
         elif callable(tool):
             out.append(_tool_from_function(tool))
         else:
