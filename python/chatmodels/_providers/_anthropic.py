@@ -271,7 +271,13 @@ class AnthropicAdapter:
             elif kind == "tool_use":
                 call_id = text(block.get("id"), f"content[{i}].id")
                 calls.append(
-                    tool_call(call_id, block.get("name"), block.get("input"), f"content[{i}]")
+                    tool_call(
+                        call_id,
+                        block.get("name"),
+                        block.get("input"),
+                        f"content[{i}]",
+                        arguments_key="input",
+                    )
                 )
                 if calls[-1].arguments == {} and block.get("input") not in (None, {}):
                     raise bad(f"content[{i}].input", "an object", block.get("input"))

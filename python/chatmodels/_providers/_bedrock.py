@@ -458,7 +458,11 @@ class BedrockAdapter:
                 use = obj(block["toolUse"], f"{path}.toolUse")
                 call_id = text(use.get("toolUseId"), f"{path}.toolUse.toolUseId")
                 args = use.get("input")
-                calls.append(tool_call(call_id, use.get("name"), args, f"{path}.toolUse"))
+                calls.append(
+                    tool_call(
+                        call_id, use.get("name"), args, f"{path}.toolUse", arguments_key="input"
+                    )
+                )
             elif "reasoningContent" in block:
                 content = opt_obj(block["reasoningContent"], f"{path}.reasoningContent")
                 if "redactedContent" in content:

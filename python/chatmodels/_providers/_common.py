@@ -178,7 +178,7 @@ def count(raw: Mapping[str, Any], key: str, path: str) -> int | None:
     value = raw.get(key)
     if value is None or (type(value) is int and 0 <= value <= MAX_COUNT):
         return value
-    raise bad(f"{path}.{key}", "a token count", value)
+    raise bad(f"{path}.{key}" if path else key, "a token count", value)
 
 
 def index(value: Any, path: str) -> int:
@@ -190,13 +190,16 @@ def index(value: Any, path: str) -> int:
     raise bad(path, "an index", value)
 
 
-def tool_call(id: str, name: Any, arguments: Any, path: str) -> ToolCall:
-    """A `ToolCall` from wire fields: `path` names the object holding its `name` (a
-    non-empty string) and its `arguments` (a JSON string, an object or null)."""
+def tool_call(
+    id: str, name: Any, arguments: Any, path: str, *, arguments_key: str = "arguments"
+) -> ToolCall:
+    """A `ToolCall` from wire fields: `path` names the object holding its ``name`` (a
+    non-empty string) and its arguments (``arguments_key``: a JSON string, an object or
+    null)."""
     if type(name) is not str or not name:
         raise bad(f"{path}.name", "a function name", name)
     if arguments is not None and type(arguments) is not str and type(arguments) is not dict:
-        raise bad(f"{path}.arguments", "a JSON string or an object", arguments)
+        raise bad(f"{path}.{arguments_key}", "a JSON string or an object", arguments)
     return ToolCall.from_wire(id, name, arguments)
 
 

@@ -66,8 +66,8 @@ _OPTIONS = {
 def _usage(data: Mapping[str, Any]) -> Usage | None:
     if "eval_count" not in data and "prompt_eval_count" not in data:
         return None
-    prompt = count(data, "prompt_eval_count", "the reply") or 0
-    output = count(data, "eval_count", "the reply") or 0
+    prompt = count(data, "prompt_eval_count", "") or 0
+    output = count(data, "eval_count", "") or 0
     return Usage(input_tokens=prompt, output_tokens=output, total_tokens=prompt + output)
 
 
