@@ -331,3 +331,28 @@ def test_an_unterminated_final_openai_event_that_parses_is_still_cut_short() -> 
     for chunks, error, _ in _stream_both(wire, wire.interaction(body, stream=True)):
         assert isinstance(error, chatmodels.NetworkError)
         assert chunks[-1].usage is not None
+
+
+def test_tool_call_arguments_nested_too_deep_for_json_are_kept_raw() -> None:
+    # json.loads raises RecursionError on them: the call keeps its raw text, no arguments.
+    deep = "[" * 100_000
+    wire = BY_NAME["openai"]
+    reply = mutate(
+        wire.reply, ["choices", 0, "message", "tool_calls", 0, "function", "arguments"], deep
+    )
+    events = list(wire.events)
+    events[4] = mutate(
+        events[4], ["choices", 0, "delta", "tool_calls", 0, "function", "arguments"], deep
+    )
+    interactions = [
+        wire.interaction(json.dumps(reply).encode(), stream=False),
+        wire.interaction(wire.stream_body(events), stream=True),
+    ]
+    with ReplayServer(interactions) as server, wire.new_model(server.base_url) as model:
+        whole = model.invoke("hi", model=wire.model)
+        streamed = chatmodels.accumulate(model.stream("hi", model=wire.model))
+    for response in (whole, streamed):
+        (call,) = response.tool_calls
+        assert call.arguments == {}
+        assert call.raw_arguments is not None
+        assert call.raw_arguments.endswith(deep)

@@ -11,6 +11,8 @@ examples are cheap); a smaller number go over loopback through `ReplayServer`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -146,7 +148,7 @@ def _pieces(data: st.DataObject, body: bytes) -> list[bytes]:
     """`body` cut into the network reads it arrives in."""
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=4)))
     bounds = [0, *cuts, len(body)]
-    return [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [body[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 # -- a canned transport: the adapters and the stream loop without sockets -----------------
@@ -250,10 +252,8 @@ def _stream(
 
 
 def _whole_then_good(model: chatmodels.ChatModel, wire: WireFormat, sync: bool) -> None:
-    try:
+    with contextlib.suppress(chatmodels.ChatModelError):  # any other exception fails
         check_response(_invoke(model, wire, sync))
-    except chatmodels.ChatModelError as exc:
-        assert exc.code is not None
     after = _invoke(model, wire, sync)
     check_response(after)
     assert after.text == "Hello"
@@ -261,10 +261,8 @@ def _whole_then_good(model: chatmodels.ChatModel, wire: WireFormat, sync: bool) 
 
 def _stream_then_good(model: chatmodels.ChatModel, wire: WireFormat, sync: bool) -> None:
     got: list[chatmodels.ChatChunk] = []
-    try:
+    with contextlib.suppress(chatmodels.ChatModelError):
         _stream(model, wire, sync, got)
-    except chatmodels.ChatModelError as exc:
-        assert exc.code is not None
     check_chunks(got)  # what was delivered, error or not
     after: list[chatmodels.ChatChunk] = []
     _stream(model, wire, sync, after)
@@ -320,10 +318,8 @@ def test_over_loopback_any_reply_leaves_the_model_usable(
 
     async def run(url: str) -> None:
         async with wire.new_model(url) as model:
-            try:
+            with contextlib.suppress(chatmodels.ChatModelError):
                 check_response(await model.ainvoke("hi", model=wire.model))
-            except chatmodels.ChatModelError:
-                pass
             check_response(await model.ainvoke("hi", model=wire.model))
             got: list[chatmodels.ChatChunk] = []
             try:
