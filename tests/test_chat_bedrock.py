@@ -437,7 +437,8 @@ def test_in_stream_exception_raises_with_its_code_after_the_text_so_far() -> Non
     assert "Too many tokens, please wait before trying again." in str(caught.value)
 
 
-def test_truncated_event_stream_is_an_invalid_response() -> None:
+def test_event_stream_cut_inside_a_frame_is_a_network_error() -> None:
+    # Cut short (the connection closed early): retryable, the chunks before it delivered.
     (inter,) = load_cassette(SHARED / "converse_stream_with_content.yaml")
     cut = RecordedInteraction(
         inter.request,
@@ -445,12 +446,15 @@ def test_truncated_event_stream_is_an_invalid_response() -> None:
             200, "OK", inter.response.headers, inter.response.body[: len(inter.response.body) - 7]
         ),
     )
+    chunks: list[chatmodels.ChatChunk] = []
     with (
         ReplayServer([cut]) as server,
         _model(server) as model,
-        pytest.raises(chatmodels.InvalidResponseError, match="inside a frame"),
+        pytest.raises(chatmodels.NetworkError, match="before its end marker") as caught,
     ):
-        list(model.stream("Say this is a test", model=_model_id(inter)))
+        chunks.extend(model.stream("Say this is a test", model=_model_id(inter)))
+    assert "inside a frame" in str(caught.value.__cause__)
+    assert chunks  # delivered before the cut
 
 
 def test_corrupted_frame_is_an_invalid_response() -> None:

@@ -19,6 +19,7 @@ from ._errors import (
     ErrorCode,
     InvalidConfigError,
     InvalidResponseError,
+    NetworkError,
     make_error,
     redact,
 )
@@ -28,7 +29,16 @@ from ._observe import CallScope
 from ._transport import FrameDecoder, Headers, Transport, WireRequest, code_for_status
 from ._types import ChatChunk, ChatResponse, HealthStatus
 
-__all__ = ["Adapter", "HTTPChatModel", "StreamEnd", "error_from_response", "json_body", "loads"]
+__all__ = [
+    "ENDED",
+    "Adapter",
+    "HTTPChatModel",
+    "ReplyShapeError",
+    "StreamEnd",
+    "error_from_response",
+    "json_body",
+    "loads",
+]
 
 
 class StreamEnd(Exception):
@@ -36,6 +46,38 @@ class StreamEnd(Exception):
 
 
 _STREAM_END = StreamEnd()
+
+ENDED = "ended"
+"""The stream state key an adapter sets (to True) when its wire format's end arrived but
+events may follow it (Gemini's usage after the finish, Bedrock's metadata after messageStop):
+a body that ends without `StreamEnd` or this key was cut short."""
+
+
+class ReplyShapeError(ValueError):
+    """A reply field of the wrong type or missing; the message names the field's path
+    (``choices[0].message.content is a number, not a string``)."""
+
+
+# What a parser may raise on a reply it cannot read (beyond `ReplyShapeError`): a field
+# missing or of a type the parser does not check, JSON nested deeper than the decoder goes.
+_PARSE_ERRORS = (
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+)
+
+
+def _cannot_parse(what: str, exc: Exception, op: str, provider: str) -> InvalidResponseError:
+    reason = str(exc) if type(exc) is ReplyShapeError else f"{type(exc).__name__}: {exc}"
+    error = InvalidResponseError(
+        f"cannot parse {what}: {reason}", op=op, provider=provider, err=exc
+    )
+    error.__cause__ = exc
+    return error
 
 
 class Adapter(Protocol):
@@ -51,16 +93,17 @@ class Adapter(Protocol):
         """The HTTP request for `request` (`request.stream` says which kind)."""
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
-        """The `ChatResponse` in a successful body. May raise KeyError, ValueError or
-        TypeError on a malformed body: they become invalid_response."""
+        """The `ChatResponse` in a successful body. Raises `ReplyShapeError` (naming the
+        field) on a malformed body; it, and KeyError, ValueError or TypeError, become
+        invalid_response."""
 
     def new_decoder(self) -> FrameDecoder:
         """A frame decoder for a streamed body (`SSEDecoder`, `NDJSONDecoder`, ...)."""
 
     def parse_event(self, event: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
         """The chunk (or chunks) in one decoded stream event; `state` persists across one
-        stream's events. Raise `StreamEnd` at the end marker, a `ChatModelError` for an
-        error event."""
+        stream's events. Raise `StreamEnd` at the end marker (or set ``state[ENDED]`` when
+        events may follow the end), a `ChatModelError` for an error event."""
 
     # An adapter may also have ``parse_events(events, state, out)``: the chunks of all the
     # events of one network read appended to `out` (same errors), for a faster batch path.
@@ -247,13 +290,8 @@ class HTTPChatModel(ChatModel):
             raise _reply_error(exc, "invoke", self.provider) from exc
         except ChatModelError:
             raise
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            raise InvalidResponseError(
-                f"cannot parse the reply: {type(exc).__name__}: {exc}",
-                op="invoke",
-                provider=self.provider,
-                err=exc,
-            ) from exc
+        except _PARSE_ERRORS as exc:
+            raise _cannot_parse("the reply", exc, "invoke", self.provider) from exc
 
     def _invoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
         wire = self.adapter.build_request(request)
@@ -296,16 +334,53 @@ class HTTPChatModel(ChatModel):
             return error
         except ChatModelError as exc:
             return exc
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            error = InvalidResponseError(
-                f"cannot parse a stream event: {type(exc).__name__}: {exc}",
+        except _PARSE_ERRORS as exc:
+            return _cannot_parse("a stream event", exc, "stream", self.provider)
+        return None
+
+    def _stream_end(
+        self, decoder: FrameDecoder, state: dict[str, Any], out: list[ChatChunk], seen: bool
+    ) -> Exception | None:
+        """At the body's end: parse what the decoder still holds into `out`, and return the
+        error a body without its wire format's end means (None when it ended properly). A
+        body with no event at all is not a stream (invalid_response); one that had events
+        but no end, or whose unterminated last event does not parse, was cut short
+        (network: retryable, the chunks before it delivered)."""
+        try:
+            events = decoder.flush()
+        except ChatModelError as exc:  # ended inside a frame
+            if not seen:
+                return exc
+            return self._cut_short(exc)
+        if events:
+            stop = self._events(events, state, out)
+            if stop is _STREAM_END:
+                return None
+            if stop is not None:
+                if seen and isinstance(stop, InvalidResponseError):
+                    return self._cut_short(stop)
+                return stop
+            seen = True
+        if state.get(ENDED):
+            return None
+        if not seen:
+            return InvalidResponseError(
+                "the body of a 200 reply to a stream request holds no stream event "
+                "(empty, or not the stream format)",
                 op="stream",
                 provider=self.provider,
-                err=exc,
             )
-            error.__cause__ = exc
-            return error
-        return None
+        return self._cut_short(None)
+
+    def _cut_short(self, cause: Exception | None) -> NetworkError:
+        error = NetworkError(
+            "the stream ended before its end marker (the connection closed early)",
+            op="stream",
+            provider=self.provider,
+            err=cause,
+        )
+        error.__cause__ = cause
+        return error
 
     def _stream_batches(
         self, request: ChatRequest, scope: CallScope
@@ -320,19 +395,24 @@ class HTTPChatModel(ChatModel):
             state: dict[str, Any] = {}
             stop: Exception | None = None
             out: list[ChatChunk]
+            seen = False  # any event decoded
+            feed = decoder.feed
             for data in stream.chunks():
-                out = []
-                stop = self._events(decoder.feed(data), state, out)
-                if out:
-                    yield out
-                if stop is not None:
-                    break
+                events = feed(data)
+                if events:
+                    seen = True
+                    out = []
+                    stop = self._events(events, state, out)
+                    if out:
+                        yield out
+                    if stop is not None:
+                        break
             else:
                 out = []
-                stop = self._events(decoder.flush(), state, out)
+                stop = self._stream_end(decoder, state, out, seen)
                 if out:
                     yield out
-            if isinstance(stop, StreamEnd):
+            if stop is _STREAM_END:
                 stream.drain()
             elif stop is not None:
                 raise stop
@@ -353,19 +433,24 @@ class HTTPChatModel(ChatModel):
             stop: Exception | None = None
             out: list[ChatChunk]
             read = stream.read
+            seen = False
+            feed = decoder.feed
             while data := await read():
-                out = []
-                stop = self._events(decoder.feed(data), state, out)
-                if out:
-                    yield out
-                if stop is not None:
-                    break
+                events = feed(data)
+                if events:
+                    seen = True
+                    out = []
+                    stop = self._events(events, state, out)
+                    if out:
+                        yield out
+                    if stop is not None:
+                        break
             else:
                 out = []
-                stop = self._events(decoder.flush(), state, out)
+                stop = self._stream_end(decoder, state, out, seen)
                 if out:
                     yield out
-            if isinstance(stop, StreamEnd):
+            if stop is _STREAM_END:
                 await stream.drain()
             elif stop is not None:
                 raise stop

@@ -219,7 +219,7 @@ class ToolCall:
             return cls(id, name, dict(raw), json.dumps(raw, separators=(",", ":")))
         try:
             parsed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json goes
             parsed = None
         return cls(id, name, parsed if isinstance(parsed, dict) else {}, raw)
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
+from .._http_model import HTTPChatModel, ReplyShapeError, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
@@ -44,10 +44,19 @@ from .._types import (
 from ._common import (
     NO_HEADERS,
     JSONRequests,
+    arr,
+    bad,
+    count,
     finish_reason,
+    index,
+    obj,
+    opt_obj,
+    opt_str,
     reply,
     request_id_in_body,
     stop_list,
+    text,
+    tool_call,
 )
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "create"]
@@ -147,13 +156,16 @@ def _tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | Non
     return {"type": "tool", "name": choice}
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+def _usage(raw: Any, path: str) -> Usage | None:
+    if raw is None:
+        return None
+    raw = obj(raw, path)
     if not raw:
         return None
-    cache_read = raw.get("cache_read_input_tokens")
-    cache_write = raw.get("cache_creation_input_tokens")
-    prompt = (raw.get("input_tokens") or 0) + (cache_read or 0) + (cache_write or 0)
-    output = raw.get("output_tokens") or 0
+    cache_read = count(raw, "cache_read_input_tokens", path)
+    cache_write = count(raw, "cache_creation_input_tokens", path)
+    prompt = (count(raw, "input_tokens", path) or 0) + (cache_read or 0) + (cache_write or 0)
+    output = count(raw, "output_tokens", path) or 0
     return Usage(
         input_tokens=prompt,
         output_tokens=output,
@@ -245,30 +257,46 @@ class AnthropicAdapter:
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``message`` object: its text blocks joined, its ``tool_use`` blocks as calls, its
         ``thinking`` and ``redacted_thinking`` blocks as reasoning parts."""
-        data = loads(body)
+        data = obj(loads(body), "the body")
         if data.get("type") == "error":
             raise self._error_of(data, op="invoke")
-        text: list[str] = []
+        texts: list[str] = []
         calls: list[ToolCall] = []
         reasoning: list[ReasoningPart] = []
-        for block in data["content"]:
+        for i, item in enumerate(arr(data.get("content"), "content")):
+            block = obj(item, f"content[{i}]")
             kind = block.get("type")
             if kind == "text":
-                text.append(block["text"])
+                texts.append(text(block.get("text"), f"content[{i}].text"))
             elif kind == "tool_use":
-                calls.append(ToolCall.from_wire(block["id"], block["name"], block.get("input")))
+                call_id = text(block.get("id"), f"content[{i}].id")
+                calls.append(
+                    tool_call(
+                        call_id,
+                        block.get("name"),
+                        block.get("input"),
+                        f"content[{i}]",
+                        arguments_key="input",
+                    )
+                )
+                if calls[-1].arguments == {} and block.get("input") not in (None, {}):
+                    raise bad(f"content[{i}].input", "an object", block.get("input"))
             elif kind == "thinking":
-                reasoning.append(ReasoningPart(block.get("thinking") or "", block.get("signature")))
+                thought = text(block.get("thinking"), f"content[{i}].thinking")
+                signature = opt_str(block.get("signature"), f"content[{i}].signature")
+                reasoning.append(ReasoningPart(thought, signature))
             elif kind == "redacted_thinking":
-                reasoning.append(ReasoningPart(redacted=block.get("data") or ""))
+                reasoning.append(
+                    ReasoningPart(redacted=text(block.get("data"), f"content[{i}].data"))
+                )
         return reply(
             self.provider,
-            "".join(text),
+            "".join(texts),
             calls,
-            raw_finish=data.get("stop_reason"),
-            usage=_usage(data.get("usage")),
-            id=data.get("id"),
-            model=data.get("model"),
+            raw_finish=opt_str(data.get("stop_reason"), "stop_reason"),
+            usage=_usage(data.get("usage"), "usage"),
+            id=opt_str(data.get("id"), "id"),
+            model=opt_str(data.get("model"), "model"),
             reasoning=tuple(reasoning),
         )
 
@@ -280,62 +308,82 @@ class AnthropicAdapter:
         self, event: tuple[str | None, bytes], state: dict[str, Any]
     ) -> Iterable[ChatChunk]:
         """One stream event; ``message_stop`` ends the stream, ``error`` raises."""
-        obj = loads(event[1])
-        kind = obj.get("type")
+        data = obj(loads(event[1]), "the event")
+        kind = data.get("type")
         if kind == "content_block_delta":
-            delta = obj["delta"]
+            delta = obj(data.get("delta"), "delta")
             dtype = delta.get("type")
             if dtype == "text_delta":
-                return (self._chunk(state, text=delta["text"]),)
+                return (self._chunk(state, text=text(delta.get("text"), "delta.text")),)
             if dtype == "input_json_delta":
-                state["tools"][obj["index"]].append(delta.get("partial_json") or "")
+                at = index(data.get("index"), "index")
+                parts = state.setdefault("tools", {}).get(at)
+                if parts is None:
+                    raise ReplyShapeError(f"index {at} of an input_json_delta is no tool_use block")
+                parts.append(text(delta.get("partial_json"), "delta.partial_json"))
             elif dtype == "thinking_delta":
-                if delta.get("thinking"):
-                    return (self._chunk(state, reasoning=delta["thinking"]),)
+                thought = text(delta.get("thinking"), "delta.thinking")
+                if thought:
+                    return (self._chunk(state, reasoning=thought),)
             elif dtype == "signature_delta":
-                return (self._chunk(state, reasoning_signature=delta.get("signature") or ""),)
+                signature = text(delta.get("signature"), "delta.signature")
+                return (self._chunk(state, reasoning_signature=signature),)
             return ()  # citation deltas carry no reply text
         if kind == "content_block_start":
-            block = obj["content_block"]
-            if block.get("type") == "tool_use":
-                index = obj["index"]
-                state["tools"][index] = []
-                start = ToolCallDelta(index, block["id"], block["name"])
+            block = obj(data.get("content_block"), "content_block")
+            btype = block.get("type")
+            if btype == "tool_use":
+                at = index(data.get("index"), "index")
+                call_id = text(block.get("id"), "content_block.id")
+                name = block.get("name")
+                if type(name) is not str or not name:
+                    raise bad("content_block.name", "a function name", name)
+                state.setdefault("tools", {})[at] = []
+                start = ToolCallDelta(at, call_id, name)
                 return (self._chunk(state, tool_call_deltas=(start,)),)
-            if block.get("type") == "text" and block.get("text"):
-                return (self._chunk(state, text=block["text"]),)
-            if block.get("type") == "thinking" and block.get("thinking"):
-                return (self._chunk(state, reasoning=block["thinking"]),)
+            if btype == "text":
+                first = text(block.get("text"), "content_block.text")
+                return (self._chunk(state, text=first),) if first else ()
+            if btype == "thinking":
+                thought = text(block.get("thinking"), "content_block.thinking")
+                return (self._chunk(state, reasoning=thought),) if thought else ()
             return ()  # redacted_thinking has no stream form in ChatChunk
         if kind == "content_block_stop":
-            parts = state["tools"].pop(obj["index"], None)
+            at = index(data.get("index"), "index")
+            parts = state.setdefault("tools", {}).pop(at, None)
             if parts is None:
                 return ()
-            args = ToolCallDelta(obj["index"], arguments=_compact("".join(parts)))
+            args = ToolCallDelta(at, arguments=_compact("".join(parts)))
             return (self._chunk(state, tool_call_deltas=(args,)),)
         if kind == "message_start":
-            message = obj["message"]
-            state["id"] = message.get("id")
-            state["model"] = message.get("model")
-            state["usage"] = dict(message.get("usage") or {})
+            message = obj(data.get("message"), "message")
+            state["id"] = opt_str(message.get("id"), "message.id")
+            state["model"] = opt_str(message.get("model"), "message.model")
+            usage = opt_obj(message.get("usage"), "message.usage")
+            _usage(usage, "message.usage")  # checked now; message_delta adds to it
+            state["usage"] = dict(usage)
             state["tools"] = {}
             return ()
         if kind == "message_delta":
+            more = opt_obj(data.get("usage"), "usage")
+            _usage(more, "usage")
             usage = state.get("usage") or {}
-            usage.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})
-            raw_finish = (obj.get("delta") or {}).get("stop_reason")
+            usage.update({k: v for k, v in more.items() if v is not None})
+            raw_finish = opt_str(
+                opt_obj(data.get("delta"), "delta").get("stop_reason"), "delta.stop_reason"
+            )
             return (
                 self._chunk(
                     state,
                     finish_reason=finish_reason(raw_finish),
                     raw_finish_reason=raw_finish,
-                    usage=_usage(usage),
+                    usage=_usage(usage, "usage"),
                 ),
             )
         if kind == "message_stop":
             raise StreamEnd
         if kind == "error":
-            raise self._error_of(obj, op="stream")
+            raise self._error_of(data, op="stream")
         return ()  # ping, and event types added later
 
     def _chunk(self, state: dict[str, Any], **fields: Any) -> ChatChunk:
@@ -346,6 +394,8 @@ class AnthropicAdapter:
     def _error_of(self, data: Mapping[str, Any], *, op: str) -> ChatModelError:
         """An error object received with a 200 status (inside a stream)."""
         err = data.get("error") or {}
+        if not isinstance(err, Mapping):
+            err = {"message": err}
         status = _ERROR_STATUS.get(str(err.get("type")), 500)
         error = error_from_response(
             status,
@@ -356,7 +406,8 @@ class AnthropicAdapter:
             message=str(err.get("message") or ""),
             provider_code=str(err.get("type") or "error"),
         )
-        error.request_id = data.get("request_id")
+        request_id = data.get("request_id")
+        error.request_id = request_id if type(request_id) is str else None
         return error
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:

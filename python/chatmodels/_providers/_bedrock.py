@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from .._errors import ChatModelError, InvalidConfigError, InvalidResponseError, make_error
-from .._http_model import HTTPChatModel, error_from_response, json_body, loads
+from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, WireRequest, request_id_of
@@ -44,7 +44,21 @@ from .._types import (
     ToolCallDelta,
     Usage,
 )
-from ._common import finish_reason, reply, stop_list, without_reasoning
+from ._common import (
+    bad,
+    count,
+    finish_reason,
+    index,
+    obj,
+    opt_arr,
+    opt_obj,
+    opt_str,
+    reply,
+    stop_list,
+    text,
+    tool_call,
+    without_reasoning,
+)
 
 __all__ = ["BedrockAdapter", "EventStreamDecoder", "create"]
 
@@ -267,17 +281,20 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
 # -- response --------------------------------------------------------------------------------
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+def _usage(raw: Any) -> Usage | None:
+    if raw is None:
+        return None
+    raw = obj(raw, "usage")
     if not raw:
         return None
-    inp = raw.get("inputTokens") or 0
-    out = raw.get("outputTokens") or 0
+    inp = count(raw, "inputTokens", "usage") or 0
+    out = count(raw, "outputTokens", "usage") or 0
     return Usage(
         input_tokens=inp,
         output_tokens=out,
-        total_tokens=raw.get("totalTokens") or inp + out,
-        cache_read_input_tokens=raw.get("cacheReadInputTokens"),
-        cache_creation_input_tokens=raw.get("cacheWriteInputTokens"),
+        total_tokens=count(raw, "totalTokens", "usage") or inp + out,
+        cache_read_input_tokens=count(raw, "cacheReadInputTokens", "usage"),
+        cache_creation_input_tokens=count(raw, "cacheWriteInputTokens", "usage"),
     )
 
 
@@ -427,30 +444,45 @@ class BedrockAdapter:
         """A ConverseResponse: text, toolUse and reasoningContent blocks, stopReason, usage.
         Converse has no response id and does not name the model, so `id` and `model` are
         None."""
-        data = loads(body)
-        message = data["output"]["message"]
+        data = obj(loads(body), "the body")
+        message = obj(obj(data.get("output"), "output").get("message"), "output.message")
         texts: list[str] = []
         calls: list[ToolCall] = []
         reasoning: list[ReasoningPart] = []
-        for block in message.get("content") or ():
+        for i, item in enumerate(opt_arr(message.get("content"), "output.message.content")):
+            path = f"output.message.content[{i}]"
+            block = obj(item, path)
             if "text" in block:
-                texts.append(block["text"])
+                texts.append(text(block["text"], f"{path}.text"))
             elif "toolUse" in block:
-                use = block["toolUse"]
-                calls.append(ToolCall.from_wire(use["toolUseId"], use["name"], use.get("input")))
+                use = obj(block["toolUse"], f"{path}.toolUse")
+                call_id = text(use.get("toolUseId"), f"{path}.toolUse.toolUseId")
+                args = use.get("input")
+                calls.append(
+                    tool_call(
+                        call_id, use.get("name"), args, f"{path}.toolUse", arguments_key="input"
+                    )
+                )
             elif "reasoningContent" in block:
-                content = block["reasoningContent"] or {}
+                content = opt_obj(block["reasoningContent"], f"{path}.reasoningContent")
                 if "redactedContent" in content:
-                    reasoning.append(ReasoningPart(redacted=content["redactedContent"] or ""))
+                    redacted = text(
+                        content["redactedContent"], f"{path}.reasoningContent.redactedContent"
+                    )
+                    reasoning.append(ReasoningPart(redacted=redacted))
                 else:
-                    thought = content.get("reasoningText") or {}
-                    part = ReasoningPart(thought.get("text") or "", thought.get("signature"))
+                    inner = f"{path}.reasoningContent.reasoningText"
+                    thought = opt_obj(content.get("reasoningText"), inner)
+                    part = ReasoningPart(
+                        text(thought.get("text"), f"{inner}.text"),
+                        opt_str(thought.get("signature"), f"{inner}.signature"),
+                    )
                     reasoning.append(part)
         return reply(
             self.provider,
             "".join(texts),
             calls,
-            raw_finish=data.get("stopReason"),
+            raw_finish=opt_str(data.get("stopReason"), "stopReason"),
             usage=_usage(data.get("usage")),
             reasoning=tuple(reasoning),
         )
@@ -470,40 +502,63 @@ class BedrockAdapter:
             message = None
             try:
                 message = loads(payload).get("message")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 message = payload[:500].decode("utf-8", "replace") or None
+            if message is not None and type(message) is not str:
+                message = None
             raise _exception(name, message, provider=self.provider, op="stream")
         if name == "contentBlockDelta":
-            data = loads(payload)
-            delta = data.get("delta") or {}
+            data = obj(loads(payload), "contentBlockDelta")
+            delta = opt_obj(data.get("delta"), "contentBlockDelta.delta")
             if "text" in delta:
-                text = delta["text"]
-                return (ChatChunk(text=text, provider=self.provider),) if text else ()
+                chunk_text = text(delta["text"], "contentBlockDelta.delta.text")
+                return (ChatChunk(text=chunk_text, provider=self.provider),) if chunk_text else ()
             use = delta.get("toolUse")
             if use is not None:
-                fragment = ToolCallDelta(data["contentBlockIndex"], arguments=use.get("input", ""))
+                use = obj(use, "contentBlockDelta.delta.toolUse")
+                fragment = ToolCallDelta(
+                    index(data.get("contentBlockIndex"), "contentBlockDelta.contentBlockIndex"),
+                    arguments=text(use.get("input"), "contentBlockDelta.delta.toolUse.input"),
+                )
                 return (ChatChunk(tool_call_deltas=(fragment,), provider=self.provider),)
             thought = delta.get("reasoningContent")
             if thought is not None:
-                if thought.get("text"):
-                    return (ChatChunk(provider=self.provider, reasoning=thought["text"]),)
+                path = "contentBlockDelta.delta.reasoningContent"
+                thought = obj(thought, path)
+                thought_text = text(thought.get("text"), f"{path}.text")
+                if thought_text:
+                    return (ChatChunk(provider=self.provider, reasoning=thought_text),)
                 if "signature" in thought:
-                    signature = thought["signature"] or ""
+                    signature = text(thought["signature"], f"{path}.signature")
                     return (ChatChunk(provider=self.provider, reasoning_signature=signature),)
             return ()  # citations, redacted reasoning: no form in ChatChunk
         if name == "contentBlockStart":
-            data = loads(payload)
-            use = (data.get("start") or {}).get("toolUse")
+            data = obj(loads(payload), "contentBlockStart")
+            start_of = opt_obj(data.get("start"), "contentBlockStart.start")
+            use = start_of.get("toolUse")
             if use is None:
                 return ()
-            start = ToolCallDelta(data["contentBlockIndex"], use["toolUseId"], use["name"])
+            path = "contentBlockStart.start.toolUse"
+            use = obj(use, path)
+            tool_name = use.get("name")
+            if type(tool_name) is not str or not tool_name:
+                raise bad(f"{path}.name", "a function name", tool_name)
+            start = ToolCallDelta(
+                index(data.get("contentBlockIndex"), "contentBlockStart.contentBlockIndex"),
+                text(use.get("toolUseId"), f"{path}.toolUseId"),
+                tool_name,
+            )
             return (ChatChunk(tool_call_deltas=(start,), provider=self.provider),)
         if name == "messageStop":
-            raw = loads(payload).get("stopReason")
+            data = obj(loads(payload), "messageStop")
+            raw = opt_str(data.get("stopReason"), "messageStop.stopReason")
             state["finish"] = raw
+            state[ENDED] = True  # the metadata event (usage) follows
             return (self._final(raw, None),)
         if name == "metadata":
-            usage = _usage(loads(payload).get("usage"))
+            data = obj(loads(payload), "metadata")
+            usage = _usage(data.get("usage"))
+            state[ENDED] = True
             return (self._final(state.get("finish"), usage),)
         return ()  # messageStart, contentBlockStop
 

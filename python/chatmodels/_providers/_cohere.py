@@ -18,11 +18,11 @@ Mapping notes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from .._errors import CapabilityNotSupportedError, ChatModelError
-from .._http_model import HTTPChatModel, StreamEnd, error_from_response, loads
+from .._http_model import ENDED, HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
@@ -30,12 +30,19 @@ from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta,
 from ._common import (
     JSONRequests,
     bearer,
+    count,
     finish_reason,
     function_tool,
     image_url,
+    index,
+    obj,
     openai_tool_calls,
+    opt_arr,
+    opt_obj,
+    opt_str,
     reply,
     stop_list,
+    text,
     tool_calls_of_openai,
     without_reasoning,
 )
@@ -66,14 +73,14 @@ def _wire_message(msg: Message) -> dict[str, Any]:
     return out
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
-    if not raw:
-        return None
-    counts = raw.get("tokens") or raw.get("billed_units")
+def _usage(raw: Any, path: str) -> Usage | None:
+    raw = opt_obj(raw, path)
+    key = "tokens" if raw.get("tokens") else "billed_units"
+    counts = opt_obj(raw.get(key), f"{path}.{key}")
     if not counts:
         return None
-    prompt = int(counts.get("input_tokens") or 0)
-    output = int(counts.get("output_tokens") or 0)
+    prompt = count(counts, "input_tokens", f"{path}.{key}") or 0
+    output = count(counts, "output_tokens", f"{path}.{key}") or 0
     return Usage(input_tokens=prompt, output_tokens=output, total_tokens=prompt + output)
 
 
@@ -143,20 +150,20 @@ class CohereAdapter:
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A v2 chat response: its text content joined, its tool calls."""
-        data = loads(body)
-        msg = data["message"]
-        text = "".join(
-            item.get("text") or ""
-            for item in msg.get("content") or ()
-            if item.get("type") == "text"
-        )
+        data = obj(loads(body), "the body")
+        msg = obj(data.get("message"), "message")
+        texts = []
+        for i, item in enumerate(opt_arr(msg.get("content"), "message.content")):
+            part = obj(item, f"message.content[{i}]")
+            if part.get("type") == "text":
+                texts.append(text(part.get("text"), f"message.content[{i}].text"))
         return reply(
             self.provider,
-            text,
-            tool_calls_of_openai(msg.get("tool_calls")),
-            raw_finish=data.get("finish_reason"),
-            usage=_usage(data.get("usage")),
-            id=data.get("id"),
+            "".join(texts),
+            tool_calls_of_openai(msg.get("tool_calls"), "message.tool_calls"),
+            raw_finish=opt_str(data.get("finish_reason"), "finish_reason"),
+            usage=_usage(data.get("usage"), "usage"),
+            id=opt_str(data.get("id"), "id"),
         )
 
     def new_decoder(self) -> SSEDecoder:
@@ -170,38 +177,44 @@ class CohereAdapter:
         data = event[1]
         if data == b"[DONE]":
             raise StreamEnd
-        obj = loads(data)
-        kind = obj.get("type") or event[0]
-        delta = obj.get("delta") or {}
-        message = delta.get("message") or {}
+        item = obj(loads(data), "the event")
+        kind = item.get("type") or event[0]
+        delta = opt_obj(item.get("delta"), "delta")
+        message = opt_obj(delta.get("message"), "delta.message")
         if kind == "content-delta":
-            text = (message.get("content") or {}).get("text")
-            return (self._chunk(state, text=text),) if text else ()
+            content = opt_obj(message.get("content"), "delta.message.content")
+            fragment = text(content.get("text"), "delta.message.content.text")
+            return (self._chunk(state, text=fragment),) if fragment else ()
         if kind == "tool-call-start":
-            call = message.get("tool_calls") or {}
-            fn = call.get("function") or {}
+            call = opt_obj(message.get("tool_calls"), "delta.message.tool_calls")
+            fn = opt_obj(call.get("function"), "delta.message.tool_calls.function")
             start = ToolCallDelta(
-                obj.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""
+                index(item.get("index"), "index"),
+                opt_str(call.get("id"), "delta.message.tool_calls.id"),
+                opt_str(fn.get("name"), "delta.message.tool_calls.function.name"),
+                text(fn.get("arguments"), "delta.message.tool_calls.function.arguments"),
             )
             return (self._chunk(state, tool_call_deltas=(start,)),)
         if kind == "tool-call-delta":
-            fn = (message.get("tool_calls") or {}).get("function") or {}
-            fragment = fn.get("arguments") or ""
+            call = opt_obj(message.get("tool_calls"), "delta.message.tool_calls")
+            fn = opt_obj(call.get("function"), "delta.message.tool_calls.function")
+            fragment = text(fn.get("arguments"), "delta.message.tool_calls.function.arguments")
             if not fragment:
                 return ()
-            part = ToolCallDelta(obj.get("index", 0), arguments=fragment)
+            part = ToolCallDelta(index(item.get("index"), "index"), arguments=fragment)
             return (self._chunk(state, tool_call_deltas=(part,)),)
         if kind == "message-start":
-            state["id"] = obj.get("id")
+            state["id"] = opt_str(item.get("id"), "id")
             return ()
         if kind == "message-end":
-            raw_finish = delta.get("finish_reason")
+            raw_finish = opt_str(delta.get("finish_reason"), "delta.finish_reason")
+            state[ENDED] = True  # [DONE] follows
             return (
                 self._chunk(
                     state,
                     finish_reason=finish_reason(raw_finish),
                     raw_finish_reason=raw_finish,
-                    usage=_usage(delta.get("usage")),
+                    usage=_usage(delta.get("usage"), "delta.usage"),
                 ),
             )
         return ()  # content-start/end, tool-plan-delta, tool-call-end, citations, debug

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._http_model import json_body, loads
+from .._http_model import ReplyShapeError, json_body, loads
 from .._transport import Headers, WireRequest
 from .._types import (
     ChatResponse,
@@ -27,17 +27,28 @@ from .._types import (
 )
 
 __all__ = [
+    "MAX_COUNT",
     "NO_HEADERS",
     "JSONRequests",
+    "arr",
+    "bad",
     "bearer",
+    "count",
     "finish_reason",
     "function_tool",
     "image_url",
+    "index",
     "merge_specific",
+    "obj",
     "openai_tool_calls",
+    "opt_arr",
+    "opt_obj",
+    "opt_str",
     "reply",
     "request_id_in_body",
     "stop_list",
+    "text",
+    "tool_call",
     "tool_calls_of_openai",
     "whole_call_deltas",
     "without_reasoning",
@@ -76,6 +87,120 @@ class JSONRequests:
     def get(self, path: str) -> WireRequest:
         """``GET path`` (a health probe)."""
         return WireRequest("GET", path, self.plain)
+
+
+# -- checking replies ----------------------------------------------------------------------
+# Each reads one field a parser already has in hand, with a `type(x) is T` test (what a
+# schema library would cost the hot path is not paid), and names the field's path only on
+# the error path.
+
+MAX_COUNT = 2**53 - 1
+"""The largest token count accepted: JSON's safe integers; a sum of a few stays an int64,
+as OpenTelemetry attributes and metrics need."""
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return f"a boolean ({value})"
+    if isinstance(value, (int, float)):
+        shown = repr(value)
+        return f"a number ({shown if len(shown) <= 24 else shown[:20] + '...'})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def bad(path: str, expected: str, value: Any) -> ReplyShapeError:
+    """The error for the field at `path` holding `value` where `expected` belongs."""
+    return ReplyShapeError(f"{path} is {_kind(value)}, not {expected}")
+
+
+def obj(value: Any, path: str) -> dict[str, Any]:
+    """`value`, which must be a JSON object."""
+    if type(value) is dict:
+        return value
+    raise bad(path, "an object", value)
+
+
+def opt_obj(value: Any, path: str) -> dict[str, Any]:
+    """`value`, a JSON object or null/absent (an empty dict then; do not mutate it)."""
+    if type(value) is dict:
+        return value
+    if value is None:
+        return _EMPTY
+    raise bad(path, "an object", value)
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def arr(value: Any, path: str) -> list[Any]:
+    """`value`, which must be a JSON array."""
+    if type(value) is list:
+        return value
+    raise bad(path, "an array", value)
+
+
+def opt_arr(value: Any, path: str) -> list[Any] | tuple[()]:
+    """`value`, a JSON array or null/absent (empty then)."""
+    if type(value) is list:
+        return value
+    if value is None:
+        return ()
+    raise bad(path, "an array", value)
+
+
+def text(value: Any, path: str) -> str:
+    """`value`, a string; null/absent is the empty string."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise bad(path, "a string", value)
+
+
+def opt_str(value: Any, path: str) -> str | None:
+    """`value`, a string or null/absent (None)."""
+    if value is None or type(value) is str:
+        return value
+    raise bad(path, "a string", value)
+
+
+def count(raw: Mapping[str, Any], key: str, path: str) -> int | None:
+    """The token count ``raw[key]`` (None when absent or null): a non-negative int no
+    larger than `MAX_COUNT`; a bool, float, string or negative number is refused."""
+    value = raw.get(key)
+    if value is None or (type(value) is int and 0 <= value <= MAX_COUNT):
+        return value
+    raise bad(f"{path}.{key}" if path else key, "a token count", value)
+
+
+def index(value: Any, path: str) -> int:
+    """A tool call's position in a stream (0 when absent): a non-negative int."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value
+    if value is None:
+        return 0
+    raise bad(path, "an index", value)
+
+
+def tool_call(
+    id: str, name: Any, arguments: Any, path: str, *, arguments_key: str = "arguments"
+) -> ToolCall:
+    """A `ToolCall` from wire fields: `path` names the object holding its ``name`` (a
+    non-empty string) and its arguments (``arguments_key``: a JSON string, an object or
+    null)."""
+    if type(name) is not str or not name:
+        raise bad(f"{path}.name", "a function name", name)
+    if arguments is not None and type(arguments) is not str and type(arguments) is not dict:
+        raise bad(f"{path}.{arguments_key}", "a JSON string or an object", arguments)
+    return ToolCall.from_wire(id, name, arguments)
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -184,14 +309,18 @@ def reply(
     )
 
 
-def tool_calls_of_openai(raw: Iterable[Mapping[str, Any]] | None) -> tuple[ToolCall, ...]:
-    """OpenAI-shaped ``tool_calls`` of a reply (arguments as a JSON string) as `ToolCall`s."""
-    return tuple(
-        ToolCall.from_wire(
-            call.get("id") or "", call["function"]["name"], call["function"].get("arguments")
+def tool_calls_of_openai(raw: Any, path: str) -> tuple[ToolCall, ...]:
+    """OpenAI-shaped ``tool_calls`` of a reply (arguments as a JSON string) as `ToolCall`s;
+    `path` names the ``tool_calls`` field."""
+    calls = []
+    for i, item in enumerate(opt_arr(raw, path)):
+        call = obj(item, f"{path}[{i}]")
+        fn = obj(call.get("function"), f"{path}[{i}].function")
+        call_id = text(call.get("id"), f"{path}[{i}].id")
+        calls.append(
+            tool_call(call_id, fn.get("name"), fn.get("arguments"), f"{path}[{i}].function")
         )
-        for call in raw or ()
-    )
+    return tuple(calls)
 
 
 def whole_call_deltas(calls: Iterable[ToolCall], first: int) -> tuple[ToolCallDelta, ...]:

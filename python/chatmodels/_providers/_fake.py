@@ -21,20 +21,22 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from .._errors import ChatModelError, make_error
+from .._errors import ChatModelError, InvalidResponseError, make_error
+from .._http_model import ReplyShapeError
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatModel, ChatRequest
 from .._observe import CallScope
 from .._types import (
     ChatChunk,
     ChatResponse,
-    FinishReason,
     HealthStatus,
     Message,
     ToolCall,
     ToolCallDelta,
     Usage,
+    normalize_finish_reason,
 )
+from ._common import bad, obj, opt_arr, opt_str, tool_call
 
 __all__ = ["FAKE_METADATA", "FakeChatModel", "create"]
 
@@ -108,16 +110,16 @@ class FakeChatModel(ChatModel):
                     provider=self.provider,
                     status_code=item.get("status_code"),
                 )
-            text = str(item.get("text", ""))
-            calls = tuple(
-                ToolCall.from_wire(
-                    str(call.get("id") or f"call_{number}_{i}"),
-                    str(call["name"]),
-                    call.get("arguments") or {},
-                )
-                for i, call in enumerate(item.get("tool_calls") or ())
-            )
-            finish = item.get("finish_reason")
+            try:
+                text = str(item.get("text", ""))
+                calls = _scripted_calls(item.get("tool_calls"), number)
+                finish = opt_str(item.get("finish_reason"), "finish_reason")
+            except ReplyShapeError as exc:
+                raise InvalidResponseError(
+                    f"cannot use scripted reply {number}: {exc}",
+                    op="invoke",
+                    provider=self.provider,
+                ) from exc
         else:
             text = (
                 json.dumps(item) if not hasattr(item, "model_dump_json") else item.model_dump_json()
@@ -131,7 +133,7 @@ class FakeChatModel(ChatModel):
             id=f"fake-{number}",
             model=request.model,
             provider=self.provider,
-            finish_reason=FinishReason(finish),
+            finish_reason=normalize_finish_reason(finish),
             raw_finish_reason=finish,
             usage=Usage(prompt, output, prompt + output),
         )
@@ -165,6 +167,20 @@ class FakeChatModel(ChatModel):
 
     async def _ahealth(self, timeout: float) -> HealthStatus:
         return self._health(timeout)
+
+
+def _scripted_calls(raw: Any, number: int) -> tuple[ToolCall, ...]:
+    calls = []
+    for i, item in enumerate(opt_arr(raw, "tool_calls")):
+        call = obj(item, f"tool_calls[{i}]") if not isinstance(item, Mapping) else item
+        call_id = call.get("id") or f"call_{number}_{i}"
+        if type(call_id) is not str:
+            raise bad(f"tool_calls[{i}].id", "a string", call_id)
+        args = call.get("arguments")
+        if isinstance(args, Mapping):
+            args = dict(args)
+        calls.append(tool_call(call_id, call.get("name"), args or {}, f"tool_calls[{i}]"))
+    return tuple(calls)
 
 
 def _chunks_of(response: ChatResponse) -> Iterator[ChatChunk]:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from .._errors import ChatModelError, InvalidConfigError, make_error
-from .._http_model import HTTPChatModel, error_from_response, json_body, loads
+from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest, request_id_of
@@ -45,9 +45,16 @@ from .._types import (
 )
 from ._common import (
     NO_HEADERS,
+    count,
     finish_reason,
     merge_specific,
+    obj,
+    opt_arr,
+    opt_obj,
+    opt_str,
     stop_list,
+    text,
+    tool_call,
     whole_call_deltas,
     without_reasoning,
 )
@@ -147,21 +154,31 @@ def _image_part(part: ImagePart) -> dict[str, Any]:
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+def _usage(raw: Any) -> Usage | None:
     """``usageMetadata``: thoughts count as output (they are billed as output), tool-use
     prompt tokens as input, so input + output = ``totalTokenCount``."""
-    if not raw or ("totalTokenCount" not in raw and "promptTokenCount" not in raw):
+    path = "usageMetadata"
+    raw = opt_obj(raw, path)
+    if "totalTokenCount" not in raw and "promptTokenCount" not in raw:
         return None  # stream events carry usageMetadata with only trafficType
-    prompt = (raw.get("promptTokenCount") or 0) + (raw.get("toolUsePromptTokenCount") or 0)
-    thoughts = raw.get("thoughtsTokenCount")
-    output = (raw.get("candidatesTokenCount") or 0) + (thoughts or 0)
+    prompt = (count(raw, "promptTokenCount", path) or 0) + (
+        count(raw, "toolUsePromptTokenCount", path) or 0
+    )
+    thoughts = count(raw, "thoughtsTokenCount", path)
+    output = (count(raw, "candidatesTokenCount", path) or 0) + (thoughts or 0)
     return Usage(
         input_tokens=prompt,
         output_tokens=output,
-        total_tokens=raw.get("totalTokenCount") or prompt + output,
-        cache_read_input_tokens=raw.get("cachedContentTokenCount"),
+        total_tokens=count(raw, "totalTokenCount", path) or prompt + output,
+        cache_read_input_tokens=count(raw, "cachedContentTokenCount", path),
         reasoning_tokens=thoughts,
     )
+
+
+def _block_reason(data: Mapping[str, Any]) -> str | None:
+    """Why the prompt itself was blocked (a reply without candidates), if it was."""
+    feedback = opt_obj(data.get("promptFeedback"), "promptFeedback")
+    return opt_str(feedback.get("blockReason"), "promptFeedback.blockReason")
 
 
 class GeminiAdapter:
@@ -381,44 +398,59 @@ class GeminiAdapter:
     # -- responses -------------------------------------------------------------------------
 
     def _calls_of(
-        self, parts: Iterable[Mapping[str, Any]], response_id: str | None, first_index: int
+        self, candidate: Mapping[str, Any], response_id: str | None, first_index: int
     ) -> tuple[str, list[ToolCall], list[tuple[str, str | None]] | None]:
-        """The parts' reply text, function calls and thought parts (text, signature)."""
-        text: list[str] = []
+        """The first candidate's reply text, function calls and thought parts (text,
+        signature)."""
+        content = opt_obj(candidate.get("content"), "candidates[0].content")
+        texts: list[str] = []
         calls: list[ToolCall] = []
         thoughts: list[tuple[str, str | None]] | None = None
-        for part in parts:
+        for i, item in enumerate(opt_arr(content.get("parts"), "candidates[0].content.parts")):
+            part = obj(item, f"candidates[0].content.parts[{i}]")
             if "text" in part:
+                value = text(part["text"], f"candidates[0].content.parts[{i}].text")
                 if part.get("thought"):
                     if thoughts is None:
                         thoughts = []
-                    thoughts.append((part["text"] or "", part.get("thoughtSignature")))
+                    signature = opt_str(
+                        part.get("thoughtSignature"),
+                        f"candidates[0].content.parts[{i}].thoughtSignature",
+                    )
+                    thoughts.append((value, signature))
                 else:
-                    text.append(part["text"])
+                    texts.append(value)
                 continue
             call = part.get("functionCall")
             if call is not None:
+                path = f"candidates[0].content.parts[{i}].functionCall"
+                call = obj(call, path)
                 index = first_index + len(calls)
-                api_id = call.get("id")
+                api_id = opt_str(call.get("id"), f"{path}.id")
                 call_id = api_id or (
                     f"call_{response_id}_{index}" if response_id else f"call_{index}"
                 )
-                self._remember(call_id, part.get("thoughtSignature"), bool(api_id))
-                calls.append(ToolCall.from_wire(call_id, call["name"], call.get("args") or {}))
-        return "".join(text), calls, thoughts
+                signature = opt_str(
+                    part.get("thoughtSignature"),
+                    f"candidates[0].content.parts[{i}].thoughtSignature",
+                )
+                args = opt_obj(call.get("args"), f"{path}.args")
+                made = tool_call(call_id, call.get("name"), args, path)
+                self._remember(call_id, signature, bool(api_id))
+                calls.append(made)
+        return "".join(texts), calls, thoughts
 
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``GenerateContentResponse``: its first candidate (thought parts as reasoning)."""
-        data = loads(body)
+        data = obj(loads(body), "the body")
         if "error" in data and "candidates" not in data:
             raise self._error_in_body(data, body)
-        response_id = data.get("responseId")
-        candidates = data.get("candidates") or ()
+        response_id = opt_str(data.get("responseId"), "responseId")
+        candidates = opt_arr(data.get("candidates"), "candidates")
         reasoning: list[ReasoningPart] = []
         if candidates:
-            candidate = candidates[0]
-            parts = (candidate.get("content") or {}).get("parts") or ()
-            text, calls, thoughts = self._calls_of(parts, response_id, 0)
+            candidate = obj(candidates[0], "candidates[0]")
+            reply_text, calls, thoughts = self._calls_of(candidate, response_id, 0)
             if thoughts:
                 # As `accumulate` folds the streamed form: a signature closes a part.
                 pending: list[str] = []
@@ -429,16 +461,16 @@ class GeminiAdapter:
                         pending = []
                 if pending:
                     reasoning.append(ReasoningPart("".join(pending)))
-            raw_finish = candidate.get("finishReason")
+            raw_finish = opt_str(candidate.get("finishReason"), "candidates[0].finishReason")
             finish = finish_reason(raw_finish, tool_calls=bool(calls))  # Gemini says STOP
         else:  # the prompt itself was blocked
-            text, calls = "", []
-            raw_finish = (data.get("promptFeedback") or {}).get("blockReason")
+            reply_text, calls = "", []
+            raw_finish = _block_reason(data)
             finish = FinishReason.CONTENT_FILTER if raw_finish else None
         return ChatResponse(
-            message=Message("assistant", reply_content(text, reasoning), tuple(calls)),
+            message=Message("assistant", reply_content(reply_text, reasoning), tuple(calls)),
             id=response_id,
-            model=data.get("modelVersion"),
+            model=opt_str(data.get("modelVersion"), "modelVersion"),
             provider=self.provider,
             finish_reason=finish,
             raw_finish_reason=raw_finish,
@@ -454,29 +486,28 @@ class GeminiAdapter:
     ) -> Iterable[ChatChunk]:
         """One streamed ``GenerateContentResponse``: text, whole function calls, and thought
         parts as reasoning (a signed thought part is a chunk of its own)."""
-        data = loads(event[1])
+        data = obj(loads(event[1]), "the event")
         if "error" in data and "candidates" not in data:
             raise self._error_in_body(data, event[1])
-        response_id = data.get("responseId")
+        response_id = opt_str(data.get("responseId"), "responseId")
         usage = _usage(data.get("usageMetadata"))
         if usage is not None:
             state["usage"] = usage
-            if state.get("finished"):  # usage after the finish: its own chunk
+            if state.get(ENDED):  # usage after the finish: its own chunk
                 return (ChatChunk(usage=usage, provider=self.provider),)
-        candidates = data.get("candidates") or ()
+        candidates = opt_arr(data.get("candidates"), "candidates")
         raw_finish: str | None = None
-        text = ""
+        reply_text = ""
         calls: list[ToolCall] = []
         thoughts: list[tuple[str, str | None]] | None = None
         first = state.get("calls", 0)
         if candidates:
-            candidate = candidates[0]
-            parts = (candidate.get("content") or {}).get("parts") or ()
-            text, calls, thoughts = self._calls_of(parts, response_id, first)
-            raw_finish = candidate.get("finishReason")
+            candidate = obj(candidates[0], "candidates[0]")
+            reply_text, calls, thoughts = self._calls_of(candidate, response_id, first)
+            raw_finish = opt_str(candidate.get("finishReason"), "candidates[0].finishReason")
             state["calls"] = first + len(calls)
         else:
-            raw_finish = (data.get("promptFeedback") or {}).get("blockReason")
+            raw_finish = _block_reason(data)
         deltas = whole_call_deltas(calls, first)
         finish = None
         if raw_finish is not None:
@@ -485,7 +516,7 @@ class GeminiAdapter:
                 if candidates
                 else FinishReason.CONTENT_FILTER
             )
-        model = data.get("modelVersion")
+        model = opt_str(data.get("modelVersion"), "modelVersion")
         signed: list[ChatChunk] = []
         thought = ""
         if thoughts:
@@ -505,11 +536,11 @@ class GeminiAdapter:
                     pending = []
             thought = "".join(pending)
         if finish is not None:
-            state["finished"] = True
-        elif not text and not deltas and not thought:
+            state[ENDED] = True
+        elif not reply_text and not deltas and not thought:
             return signed
         last = ChatChunk(
-            text=text,
+            text=reply_text,
             tool_call_deltas=deltas,
             finish_reason=finish,
             raw_finish_reason=raw_finish,

@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, error_from_response, json_body, loads
+from .._http_model import HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers
 from .._types import ChatChunk, ChatResponse, ToolCallDelta
-from ._common import request_id_in_body
+from ._common import opt_arr, request_id_in_body, text
 from ._openai import OpenAIAdapter
 
 __all__ = ["MistralAdapter", "create"]
@@ -32,17 +32,17 @@ __all__ = ["MistralAdapter", "create"]
 _LIST_CONTENT = (b'"content":[', b'"content": [')
 
 
-def _chunks_text(content: list[Any]) -> tuple[str, str | None]:
+def _chunks_text(content: list[Any], path: str) -> tuple[str, str | None]:
     """A chunk list's reply text (its ``text`` chunks joined) and its reasoning (its
-    ``thinking`` chunks' text joined; None when it has none)."""
-    text: list[str] = []
+    ``thinking`` chunks' text joined; None when it has none); `path` names the list."""
+    out: list[str] = []
     thought: list[str] | None = None
-    for part in content:
+    for i, part in enumerate(content):
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
         if kind == "text":
-            text.append(part.get("text") or "")
+            out.append(text(part.get("text"), f"{path}[{i}].text"))
         elif kind == "thinking":
             if thought is None:
                 thought = []
@@ -50,23 +50,28 @@ def _chunks_text(content: list[Any]) -> tuple[str, str | None]:
             if isinstance(inner, str):
                 thought.append(inner)
             else:
-                thought.extend(
-                    p.get("text") or ""
-                    for p in inner or ()
-                    if isinstance(p, dict) and p.get("type") == "text"
-                )
-    return "".join(text), None if thought is None else "".join(thought)
+                for j, p in enumerate(opt_arr(inner, f"{path}[{i}].thinking")):
+                    if isinstance(p, dict) and p.get("type") == "text":
+                        thought.append(text(p.get("text"), f"{path}[{i}].thinking[{j}].text"))
+    return "".join(out), None if thought is None else "".join(thought)
 
 
 def _flatten_content(data: Any) -> Any:
     """A decoded response or chunk, its list contents flattened to text (in place); the
     ``thinking`` chunks become a DeepSeek-style ``reasoning_content``, which the OpenAI
-    parser reads as reasoning."""
-    for choice in data.get("choices") or ():
+    parser reads as reasoning. What is not of the expected shape is left for the OpenAI
+    parser to refuse."""
+    choices = data.get("choices") if type(data) is dict else None
+    if type(choices) is not list:
+        return data
+    for i, choice in enumerate(choices):
+        if type(choice) is not dict:
+            continue
         for key in ("message", "delta"):
             msg = choice.get(key)
             if isinstance(msg, dict) and isinstance(msg.get("content"), list):
-                msg["content"], thought = _chunks_text(msg["content"])
+                path = f"choices[{i}].{key}.content"
+                msg["content"], thought = _chunks_text(msg["content"], path)
                 if thought is not None:
                     msg["reasoning_content"] = thought
     return data
@@ -126,7 +131,7 @@ class MistralAdapter(OpenAIAdapter):
         """A ``chat.completion``; list content (reasoning models) reduced to its text, its
         ``thinking`` chunks the reply's reasoning."""
         if any(marker in body for marker in _LIST_CONTENT):
-            body = json_body(_flatten_content(loads(body)))
+            return self._reply_of(_flatten_content(loads(body)), body)
         return super().parse_response(body, request)
 
     def parse_chunk(self, obj: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import ChatModelError, InvalidConfigError
-from .._http_model import HTTPChatModel, error_from_response, loads
+from .._http_model import ENDED, HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport import Headers, NDJSONDecoder, WireRequest
@@ -31,11 +31,19 @@ from .._types import (
 from ._common import (
     NO_HEADERS,
     JSONRequests,
+    bad,
     bearer,
+    count,
     finish_reason,
     function_tool,
     merge_specific,
+    obj,
+    opt_arr,
+    opt_obj,
+    opt_str,
     reply,
+    text,
+    tool_call,
     whole_call_deltas,
     without_reasoning,
 )
@@ -58,19 +66,24 @@ _OPTIONS = {
 def _usage(data: Mapping[str, Any]) -> Usage | None:
     if "eval_count" not in data and "prompt_eval_count" not in data:
         return None
-    prompt = data.get("prompt_eval_count") or 0
-    output = data.get("eval_count") or 0
+    prompt = count(data, "prompt_eval_count", "") or 0
+    output = count(data, "eval_count", "") or 0
     return Usage(input_tokens=prompt, output_tokens=output, total_tokens=prompt + output)
 
 
-def _calls(raw: Iterable[Mapping[str, Any]] | None, first: int) -> list[ToolCall]:
+def _calls(raw: Any, first: int) -> list[ToolCall]:
     calls = []
-    for i, call in enumerate(raw or ()):
-        fn = call.get("function") or {}
+    for i, item in enumerate(opt_arr(raw, "message.tool_calls")):
+        path = f"message.tool_calls[{i}]"
+        call = obj(item, path)
+        fn = opt_obj(call.get("function"), f"{path}.function")
         # Ollama's tool calls have no id in most versions; a position-based one lets a tool
         # result name the call it answers.
-        call_id = call.get("id") or f"call_{first + i}"
-        calls.append(ToolCall.from_wire(str(call_id), fn["name"], fn.get("arguments") or {}))
+        call_id = opt_str(call.get("id"), f"{path}.id") or f"call_{first + i}"
+        args = fn.get("arguments")
+        calls.append(
+            tool_call(call_id, fn.get("name"), {} if args is None else args, f"{path}.function")
+        )
     return calls
 
 
@@ -142,18 +155,18 @@ class OllamaAdapter:
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """The single object of a ``"stream": false`` chat (``message.thinking`` is its
         reasoning)."""
-        data = loads(body)
+        data = obj(loads(body), "the body")
         if "error" in data and "message" not in data:
             raise self.parse_error(500, NO_HEADERS, body)
-        msg = data.get("message") or {}
-        thought = msg.get("thinking")
+        msg = opt_obj(data.get("message"), "message")
+        thought = text(msg.get("thinking"), "message.thinking")
         return reply(  # Ollama gives a reply no id
             self.provider,
-            msg.get("content") or "",
+            text(msg.get("content"), "message.content"),
             _calls(msg.get("tool_calls"), 0),
-            raw_finish=data.get("done_reason"),
+            raw_finish=opt_str(data.get("done_reason"), "done_reason"),
             usage=_usage(data),
-            model=data.get("model"),
+            model=opt_str(data.get("model"), "model"),
             calls_end_with_stop=True,
             reasoning=(ReasoningPart(thought),) if thought else (),
         )
@@ -165,18 +178,20 @@ class OllamaAdapter:
     def parse_event(self, event: bytes, state: dict[str, Any]) -> Iterable[ChatChunk]:
         """One streamed object (its ``message.thinking`` is the chunk's reasoning); the one
         with ``"done": true`` ends the stream."""
-        data = loads(event)
+        data = obj(loads(event), "the event")
         if "error" in data and "message" not in data:
             raise self.parse_error(500, NO_HEADERS, event)
-        msg = data.get("message") or {}
+        msg = opt_obj(data.get("message"), "message")
         first = state.get("calls", 0)
         calls = _calls(msg.get("tool_calls"), first)
         if calls:
             state["calls"] = first + len(calls)
-        done = bool(data.get("done"))
-        raw_finish = data.get("done_reason") if done else None
+        done = data.get("done")
+        if done is not None and type(done) is not bool:
+            raise bad("done", "a boolean", done)
+        raw_finish = opt_str(data.get("done_reason"), "done_reason") if done else None
         chunk = ChatChunk(
-            text=msg.get("content") or "",
+            text=text(msg.get("content"), "message.content"),
             tool_call_deltas=whole_call_deltas(calls, first),
             finish_reason=(
                 finish_reason(raw_finish, tool_calls=state.get("calls", 0) > 0) if done else None
@@ -184,12 +199,12 @@ class OllamaAdapter:
             raw_finish_reason=raw_finish,
             usage=_usage(data) if done else None,
             id=None,
-            model=data.get("model"),
+            model=opt_str(data.get("model"), "model"),
             provider=self.provider,
-            reasoning=msg.get("thinking") or "",
+            reasoning=text(msg.get("thinking"), "message.thinking"),
         )
         if done:
-            state["done"] = True
+            state[ENDED] = True
         return (chunk,)
 
     def parse_error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:

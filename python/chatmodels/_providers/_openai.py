@@ -9,13 +9,14 @@ data-plane reference (``/openai/deployments/{deployment}/chat/completions?api-ve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .._errors import ChatModelError
 from .._http_model import (
     HTTPChatModel,
+    ReplyShapeError,
     StreamEnd,
     error_from_response,
     json_body,
@@ -37,12 +38,21 @@ from .._types import (
 from ._common import (
     NO_HEADERS,
     JSONRequests,
+    arr,
+    bad,
     bearer,
+    count,
     finish_reason,
     function_tool,
     image_url,
+    index,
+    obj,
     openai_tool_calls,
+    opt_arr,
+    opt_obj,
+    opt_str,
     reply,
+    text,
     tool_calls_of_openai,
     without_reasoning,
 )
@@ -79,22 +89,40 @@ def _wire_message(msg: Message) -> dict[str, Any]:
     return out
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage | None:
+def _usage(raw: Any, path: str = "usage") -> Usage | None:
+    if raw is None:
+        return None
+    raw = obj(raw, path)
     if not raw:
         return None
-    prompt = raw.get("prompt_tokens") or 0
-    completion = raw.get("completion_tokens") or 0
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens")
+    prompt = count(raw, "prompt_tokens", path) or 0
+    completion = count(raw, "completion_tokens", path) or 0
+    prompt_details = opt_obj(raw.get("prompt_tokens_details"), f"{path}.prompt_tokens_details")
+    completion_details = opt_obj(
+        raw.get("completion_tokens_details"), f"{path}.completion_tokens_details"
+    )
+    cached = count(prompt_details, "cached_tokens", f"{path}.prompt_tokens_details")
     if cached is None:
-        cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek
+        cached = count(raw, "prompt_cache_hit_tokens", path)  # DeepSeek
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
-        total_tokens=raw.get("total_tokens") or prompt + completion,
+        total_tokens=count(raw, "total_tokens", path) or prompt + completion,
         cache_read_input_tokens=cached,
-        reasoning_tokens=completion_details.get("reasoning_tokens"),
+        reasoning_tokens=count(
+            completion_details, "reasoning_tokens", f"{path}.completion_tokens_details"
+        ),
+    )
+
+
+def _call_delta(raw: Any, path: str) -> ToolCallDelta:
+    call = obj(raw, path)
+    fn = opt_obj(call.get("function"), f"{path}.function")
+    return ToolCallDelta(
+        index=index(call.get("index"), f"{path}.index"),
+        id=opt_str(call.get("id"), f"{path}.id"),
+        name=opt_str(fn.get("name"), f"{path}.function.name"),
+        arguments=text(fn.get("arguments"), f"{path}.function.arguments"),
     )
 
 
@@ -172,20 +200,27 @@ class OpenAIAdapter:
     def parse_response(self, body: bytes, request: ChatRequest) -> ChatResponse:
         """A ``chat.completion`` object (its first choice); a DeepSeek-style
         ``reasoning_content`` is the reply's reasoning."""
-        data = loads(body)
+        return self._reply_of(loads(body), body)
+
+    def _reply_of(self, decoded: Any, body: bytes) -> ChatResponse:
+        """`parse_response` of the decoded `body`."""
+        data = obj(decoded, "the body")
         if "error" in data and "choices" not in data:
             raise self.parse_error(500, NO_HEADERS, body)
-        choice = data["choices"][0]
-        msg = choice.get("message") or {}
-        thought = msg.get("reasoning_content")
+        choices = arr(data.get("choices"), "choices")
+        if not choices:
+            raise ReplyShapeError("choices is an empty array")
+        choice = obj(choices[0], "choices[0]")
+        msg = opt_obj(choice.get("message"), "choices[0].message")
+        thought = text(msg.get("reasoning_content"), "choices[0].message.reasoning_content")
         return reply(
             self.provider,
-            msg.get("content") or "",
-            tool_calls_of_openai(msg.get("tool_calls")),
-            raw_finish=choice.get("finish_reason"),
+            text(msg.get("content"), "choices[0].message.content"),
+            tool_calls_of_openai(msg.get("tool_calls"), "choices[0].message.tool_calls"),
+            raw_finish=opt_str(choice.get("finish_reason"), "choices[0].finish_reason"),
             usage=_usage(data.get("usage")),
-            id=data.get("id"),
-            model=data.get("model"),
+            id=opt_str(data.get("id"), "id"),
+            model=opt_str(data.get("model"), "model"),
             reasoning=(ReasoningPart(thought),) if thought else (),
         )
 
@@ -219,8 +254,8 @@ class OpenAIAdapter:
         objs: Iterable[Any] = map(loads, datas) if decoded is None else decoded
         parse = self.parse_chunk
         append = out.append
-        for obj in objs:
-            chunks = parse(obj, state)
+        for item in objs:
+            chunks = parse(item, state)
             if type(chunks) is ChatChunk:
                 append(chunks)
             else:
@@ -228,79 +263,87 @@ class OpenAIAdapter:
         if done:
             raise StreamEnd
 
-    def parse_chunk(self, obj: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
+    def parse_chunk(self, data: Any, state: dict[str, Any]) -> ChatChunk | Iterable[ChatChunk]:
         """The chunk in one decoded ``chat.completion.chunk`` (none for an empty one); a
         delta's DeepSeek-style ``reasoning_content`` is the chunk's reasoning."""
+        if type(data) is not dict:
+            raise bad("the event", "an object", data)
         # The usual event first: a text delta of choice 0 and nothing else to read.
-        choices = obj.get("choices")
+        choices = data.get("choices")
         if (
             type(choices) is list
             and len(choices) == 1
-            and obj.get("usage") is None
-            and "x_groq" not in obj
+            and data.get("usage") is None
+            and "x_groq" not in data
             and type(choices[0]) is dict
         ):
             choice = choices[0]
             delta = choice.get("delta")
+            at = choice.get("index")
             if (
                 choice.get("finish_reason") is None
-                and choice.get("index", 0) == 0
+                and (at is None or (type(at) is int and at == 0))
                 and type(delta) is dict
                 and not delta.get("tool_calls")
             ):
+                content = delta.get("content")
+                thought = delta.get("reasoning_content")  # DeepSeek and vLLM reasoning models
+                chunk_id = data.get("id")
+                model = data.get("model")
+                if type(content) is not str:
+                    content = text(content, "choices[0].delta.content")
+                if type(thought) is not str:
+                    thought = (
+                        ""
+                        if thought is None
+                        else text(thought, "choices[0].delta.reasoning_content")
+                    )
+                if chunk_id is not None and type(chunk_id) is not str:
+                    raise bad("id", "a string", chunk_id)
+                if model is not None and type(model) is not str:
+                    raise bad("model", "a string", model)
                 return ChatChunk(
-                    delta.get("content") or "",
-                    (),
-                    None,
-                    None,
-                    None,
-                    obj.get("id"),
-                    obj.get("model"),
-                    self.provider,
-                    delta.get("reasoning_content") or "",  # DeepSeek and vLLM reasoning models
+                    content, (), None, None, None, chunk_id, model, self.provider, thought
                 )
-        if "error" in obj and "choices" not in obj:
-            raise self.parse_error(500, NO_HEADERS, json_body(obj))
-        usage_raw = obj.get("usage")
+        if "error" in data and "choices" not in data:
+            raise self.parse_error(500, NO_HEADERS, json_body(data))
+        usage_raw = data.get("usage")
+        path = "usage"
         if usage_raw is None:
-            extra = obj.get("x_groq")  # Groq reports stream usage here
-            if extra:
-                usage_raw = extra.get("usage")
-        usage = _usage(usage_raw)
-        text = thought = ""
+            extra = opt_obj(data.get("x_groq"), "x_groq")  # Groq reports stream usage here
+            usage_raw = extra.get("usage")
+            path = "x_groq.usage"
+        usage = _usage(usage_raw, path)
+        content = thought = ""
         deltas: tuple[ToolCallDelta, ...] = ()
         raw_finish = None
         seen = False
-        for choice in obj.get("choices") or ():
-            if choice.get("index", 0) != 0:
+        for i, item in enumerate(opt_arr(choices, "choices")):
+            choice = obj(item, f"choices[{i}]")
+            if index(choice.get("index"), f"choices[{i}].index") != 0:
                 continue
             seen = True
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or ""
-            thought = delta.get("reasoning_content") or ""
+            delta = opt_obj(choice.get("delta"), f"choices[{i}].delta")
+            content = text(delta.get("content"), f"choices[{i}].delta.content")
+            thought = text(delta.get("reasoning_content"), f"choices[{i}].delta.reasoning_content")
             calls = delta.get("tool_calls")
             if calls:
                 deltas = tuple(
-                    ToolCallDelta(
-                        index=call.get("index", 0),
-                        id=call.get("id"),
-                        name=(call.get("function") or {}).get("name"),
-                        arguments=(call.get("function") or {}).get("arguments") or "",
-                    )
-                    for call in calls
+                    _call_delta(call, f"choices[{i}].delta.tool_calls[{j}]")
+                    for j, call in enumerate(opt_arr(calls, f"choices[{i}].delta.tool_calls"))
                 )
-            raw_finish = choice.get("finish_reason")
+            raw_finish = opt_str(choice.get("finish_reason"), f"choices[{i}].finish_reason")
         if not seen and usage is None:
             return ()
         return (
             ChatChunk(
-                text=text,
+                text=content,
                 tool_call_deltas=deltas,
                 finish_reason=finish_reason(raw_finish),
                 raw_finish_reason=raw_finish,
                 usage=usage,
-                id=obj.get("id"),
-                model=obj.get("model"),
+                id=opt_str(data.get("id"), "id"),
+                model=opt_str(data.get("model"), "model"),
                 provider=self.provider,
                 reasoning=thought,
             ),
