@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,27 @@ WIRE_FORMATS = {
 log = logging.getLogger("mkdocs.plugins.chatmodels")
 
 
+def _builtins() -> Any:
+    """`chatmodels._builtins.BUILTINS` of the source tree being documented (the metadata is
+    pure Python: without a built extension the registry falls back to its twin, silently)."""
+    source = str(ROOT / "python")
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "the chatmodels Rust extension", RuntimeWarning)
+        from chatmodels._builtins import BUILTINS
+    return BUILTINS
+
+
 def providers_table() -> str:
     """The built-in providers as a Markdown table, from their registered metadata."""
-    from chatmodels._builtins import BUILTINS
+    builtins = _builtins()
 
     rows = [
         "| name | wire format | capabilities | default model | key variable |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for module, meta in sorted(BUILTINS, key=lambda entry: entry[1].name):
+    for module, meta in sorted(builtins, key=lambda entry: entry[1].name):
         wire = WIRE_FORMATS.get(module)
         if wire is None:
             log.warning("providers table: no wire format named for %s (%s)", module, meta.name)

@@ -17,4 +17,4 @@ wheels=(dist/chatmodels-*-"$abi"-"$abi"-*manylinux_2_17_x86_64*.whl)
 .venv-test/bin/python -m pip install -q --upgrade pip
 .venv-test/bin/python -m pip install -q --group test --group docs "${wheels[0]}"
 .venv-test/bin/python -m pytest
-.venv-test/bin/python -m mkdocs build --strict --quiet
+NO_MKDOCS_2_WARNING=1 .venv-test/bin/python -m mkdocs build --strict --quiet
