@@ -69,11 +69,11 @@ test-free-threaded: wheels  ## the registry suite on CPython 3.13t without the G
 test: test-rust test-python test-sdist lint test-free-threaded  ## everything CI runs
 
 .PHONY: docs
-docs: build-dev  ## build the documentation site into site/ (mkdocs --strict)
+docs: install  ## build the documentation site into site/ (mkdocs --strict)
 	$(VENV)/bin/mkdocs build --strict
 
 .PHONY: docs-serve
-docs-serve: build-dev  ## serve the documentation site on http://127.0.0.1:8000, rebuilt on edits
+docs-serve: install  ## serve the documentation site on http://127.0.0.1:8000, rebuilt on edits
 	$(VENV)/bin/mkdocs serve --strict
 
 .PHONY: bench
