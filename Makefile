@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYO3_PYTHON := $(abspath $(PY))
+# mkdocs-material prints a banner about its successor on every build; keep the logs to the build.
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: help
 help:  ## list the targets
@@ -27,27 +29,52 @@ demo: build-dev  ## build, then run the demo
 	$(PY) examples/demo.py
 
 .PHONY: lint
-lint: build-dev  ## ruff, mypy --strict, the stub checked against the binary, clippy
-	$(VENV)/bin/ruff check python tests benches examples
-	$(VENV)/bin/ruff format --check python tests benches examples
+lint: build-dev lint-workflows  ## ruff, mypy --strict, the stub checked against the binary, clippy, workflows
+	$(VENV)/bin/ruff check python tests benches examples scripts
+	$(VENV)/bin/ruff format --check python tests benches examples scripts
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest chatmodels._core
 	cargo clippy --all-targets -q -- -D warnings
+
+.PHONY: lint-workflows
+lint-workflows: install  ## actionlint and zizmor (offline) on .github/workflows
+	$(VENV)/bin/actionlint
+	$(VENV)/bin/zizmor --offline --config .github/zizmor.yml .github/workflows
+
+.PHONY: wheels
+wheels: install  ## manylinux_2_17 wheels (CPython python3 and 3.13t) and the sdist, into dist/
+	scripts/build-wheels.sh $(PYTHON)
+
+.PHONY: check-dist
+check-dist: install  ## auditwheel and twine check --strict on what dist/ holds
+	$(PY) scripts/check_dist.py dist
 
 .PHONY: test-rust
 test-rust: install  ## cargo test
 	cargo test -q
 
 .PHONY: test-python
-test-python: install  ## build a wheel, install it in a fresh venv, run pytest against it
+test-python: wheels  ## check dist/, install the manylinux wheel in a fresh venv, pytest, docs --strict
 	scripts/test-wheel.sh $(PYTHON)
 
+.PHONY: test-sdist
+test-sdist: wheels  ## build the sdist in a fresh venv (pip), smoke-test it on both backends
+	scripts/test-sdist.sh $(PYTHON)
+
 .PHONY: test-free-threaded
-test-free-threaded: install  ## the registry suite on CPython 3.13t without the GIL
+test-free-threaded: wheels  ## the registry suite on CPython 3.13t without the GIL (the cp313t wheel)
 	scripts/test-free-threaded.sh
 
 .PHONY: test
-test: test-rust test-python lint test-free-threaded  ## everything CI runs
+test: test-rust test-python test-sdist lint test-free-threaded  ## everything CI runs
+
+.PHONY: docs
+docs: install  ## build the documentation site into site/ (mkdocs --strict)
+	$(VENV)/bin/mkdocs build --strict
+
+.PHONY: docs-serve
+docs-serve: install  ## serve the documentation site on http://127.0.0.1:8000, rebuilt on edits
+	$(VENV)/bin/mkdocs serve --strict
 
 .PHONY: bench
 bench: build-dev  ## the benchmark tables (ratios measured in the same run)
@@ -58,4 +85,4 @@ bench: build-dev  ## the benchmark tables (ratios measured in the same run)
 
 .PHONY: clean
 clean:  ## remove build outputs and virtual environments
-	rm -rf target dist .venv .venv-test .venv-ft
+	rm -rf target dist site .venv .venv-test .venv-ft .venv-sdist

@@ -3,6 +3,7 @@
 chatmodels providers                      the registered providers, as a table
 chatmodels chat -p PROVIDER [-m MODEL] PROMPT   stream a reply to the terminal
 chatmodels health [PROVIDER ...]          probe providers and report
+chatmodels --version                      the installed version
 """
 
 from __future__ import annotations
@@ -55,9 +56,27 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if report.healthy else 1
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"chatmodels {chatmodels.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(prog="chatmodels", description="chat-model providers")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("providers", help="list the registered providers").set_defaults(
         run=_providers

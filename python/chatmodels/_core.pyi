@@ -68,17 +68,33 @@ class MetricAggregator:
         cls, counters: int, max_keys: int = 1024, capacity: int = 65536
     ) -> MetricAggregator: ...
     @property
-    def capacity(self) -> int: ...
-    def add(self, counter: int, key: int, value: int) -> None: ...
-    def counter_values(self, counter: int) -> list[tuple[int, int]]: ...
-    def record(self, histogram: int, key: int, value: float) -> None: ...
-    def record_many(self, histogram: int, key: int, values: list[float]) -> None: ...
-    def record_call(
-        self, key: int, duration: float, input_tokens: int, output_tokens: int
-    ) -> None: ...
-    def drain(self) -> list[tuple[int, int, float]]: ...
-    def pending(self) -> int: ...
-    def dropped(self) -> int: ...
+    def capacity(self) -> int:
+        """How many histogram values the buffer holds before it drops new ones."""
+
+    def add(self, counter: int, key: int, value: int) -> None:
+        """Add `value` to `counter`'s cell for `key` (IndexError for an unknown counter)."""
+
+    def counter_values(self, counter: int) -> list[tuple[int, int]]:
+        """(key, total) of `counter`'s cells (IndexError for an unknown counter)."""
+
+    def record(self, histogram: int, key: int, value: float) -> None:
+        """Buffer one `histogram` value for `key`; counted as dropped when full."""
+
+    def record_many(self, histogram: int, key: int, values: list[float]) -> None:
+        """Buffer as many of `values` as fit; the rest are counted as dropped."""
+
+    def record_call(self, key: int, duration: float, input_tokens: int, output_tokens: int) -> None:
+        """Buffer a call's duration and its token counts (a negative count is left out),
+        all or none of them."""
+
+    def drain(self) -> list[tuple[int, int, float]]:
+        """Take every buffered (histogram, key, value), leaving the buffer empty."""
+
+    def pending(self) -> int:
+        """How many values are buffered."""
+
+    def dropped(self) -> int:
+        """How many values were dropped because the buffer was full."""
 
 def _make_immortal(obj: object) -> bool:
     """Mark a process-lifetime object immortal on free-threaded CPython (no-op, False, with

@@ -513,7 +513,8 @@ class OpenAICompatibleServer(_LoopbackServer):
         api_key: when set, requests must carry ``Authorization: Bearer <api_key>``; others
             get a 401.
         models: the ids ``GET /v1/models`` lists; the first is the default model.
-        host, port: where to listen (port 0 picks a free port).
+        host: the address to listen on.
+        port: the port to listen on (0 picks a free port).
         max_recorded: how many of the latest requests `requests` keeps (0 keeps none).
 
     Example:
@@ -872,7 +873,9 @@ class ReplayServer(_LoopbackServer):
     Args:
         interactions: what to serve, such as `load_cassette` returns.
         repeat: start over after the last interaction (for benchmarks) instead of refusing.
-        host, port, max_recorded: as for `OpenAICompatibleServer`.
+        host: as for `OpenAICompatibleServer`.
+        port: as for `OpenAICompatibleServer`.
+        max_recorded: as for `OpenAICompatibleServer`.
 
     Example:
         >>> with ReplayServer.from_cassette("openai/chat_completion_with_content.yaml") as s:

@@ -27,6 +27,7 @@ class ChatModelsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
+        """None: chatmodels instruments itself, whatever else is installed."""
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:

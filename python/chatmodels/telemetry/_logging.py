@@ -35,6 +35,7 @@ class ContextFilter(logging.Filter):
     """Give every record the structured fields, taking ids from the current context."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Fill the record's missing fields; never drops a record."""
         attrs = record.__dict__
         for field in ("op", "provider", "model", "code"):
             attrs.setdefault(field, None)
@@ -51,6 +52,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and the structured fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         out: dict[str, Any] = {
             "time": self.formatTime(record, self.datefmt),
             "level": record.levelname,

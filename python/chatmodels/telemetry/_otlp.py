@@ -146,7 +146,8 @@ def setup_otlp(
         max_queue_size: spans held while the collector is slow; more are dropped, not queued.
         schedule_delay: seconds between span batches.
         metric_interval: seconds between metric exports.
-        level, capture_content: as for `chatmodels.configure`.
+        level: as for `chatmodels.configure`.
+        capture_content: as for `chatmodels.configure`.
         set_global: also install the providers as OpenTelemetry's global ones.
 
     Example:
