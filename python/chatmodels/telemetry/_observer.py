@@ -115,6 +115,11 @@ class TelemetryObserver:
             tracer, metrics = runtime.live()
             if tracer is None and metrics is None:
                 return _QuietScope(runtime, site, request)
+        if site.muted:  # the model's options turn tracing or metrics (or logging) off
+            if not site.tracing:
+                tracer = None
+            if not site.metrics:
+                metrics = None
         stream: bool = request.stream
         fmt = request.response_format
         key = (site, request.model, stream, "text" if fmt is None else fmt.type)
@@ -197,7 +202,7 @@ class _Static:
     model, kind and output type shares under one runtime, built once: the span's name and
     start attributes, the metric keys, and what log records name."""
 
-    __slots__ = ("attrs", "key", "keys", "model", "name", "provider", "rt", "stream")
+    __slots__ = ("attrs", "key", "keys", "logs", "model", "name", "provider", "rt", "stream")
 
     def __init__(self, runtime: Runtime, site: Any, model: str | None, stream: bool, fmt: str):
         operation = site.operation or "chat"
@@ -205,6 +210,7 @@ class _Static:
         address = site.server_address
         port = site.server_port
         self.rt = runtime
+        self.logs: bool = runtime.tracing and site.logging  # whether calls write log records
         self.provider: str = site.provider
         self.model = model
         self.stream = stream
@@ -318,12 +324,13 @@ class _QuietScope:
     span and no metrics, which would go nowhere; the correlation id and the log records of
     failures as at any level. It reads neither chunks nor the response."""
 
-    __slots__ = ("_done", "_rt", "_token", "correlation_id", "model", "provider")
+    __slots__ = ("_done", "_logs", "_rt", "_token", "correlation_id", "model", "provider")
 
     observes_chunks = False
 
     def __init__(self, runtime: Runtime, site: Any, request: Any) -> None:
         self._rt = runtime
+        self._logs: bool = runtime.tracing and site.logging
         self.provider: str = site.provider
         self.model: str | None = request.model
         self._done = False
@@ -338,7 +345,7 @@ class _QuietScope:
 
     def attempt(self, number: int, error: BaseException | None) -> None:
         """A failed attempt is logged (an attempt that succeeded records nothing)."""
-        if error is not None and self._rt.tracing:
+        if error is not None and self._logs:
             _log_attempt(self._rt, self, number, error, self.correlation_id, None)
 
     def chunk(self, chunk: Any) -> None:
@@ -360,7 +367,7 @@ class _QuietScope:
             cid = self.correlation_id = current_correlation_id() or new_correlation_id()
         if hasattr(error, "correlation_id"):
             error.correlation_id = cid
-        if self._rt.tracing:
+        if self._logs:
             _log_failure(self._rt, self, error, error_type(error), cid, None)
         self.close()
 
@@ -428,7 +435,7 @@ class _Scope:
         if self._recording:
             span.add_event("chatmodels.attempt", attrs)
         static = self._static
-        if error is not None and static.rt.tracing:
+        if error is not None and static.logs:
             self._in_span(_log_attempt, static.rt, static, number, error, self.correlation_id, span)
 
     def chunk(self, chunk: Any) -> None:
@@ -528,7 +535,7 @@ class _Scope:
             span.record_exception(error)
             span.set_status(otel.Status(otel.ERROR, str(error)))
         static = self._static
-        if static.rt.tracing:
+        if static.logs:
             self._in_span(_log_failure, static.rt, static, error, code, cid, span)
         if span is not None:
             self._finish_span(span)
