@@ -172,15 +172,19 @@ def configure(
     level: Level | str | None = None,
     capture_content: bool | None = None,
     container: Container | None = None,
+    reset: bool = False,
 ) -> Container:
     """Set up chatmodels' OpenTelemetry spans, metrics and logs (each argument optional).
 
     Without a call, chatmodels reports at level ``standard`` to OpenTelemetry's global
-    providers: no-ops until the application installs an SDK. See `chatmodels.telemetry`.
+    providers: no-ops until the application installs an SDK. Each call changes only what it
+    names and keeps what earlier calls set; ``reset=True`` starts over from the defaults.
+    See `chatmodels.telemetry.configure`.
 
     Example:
         >>> chatmodels.configure(tracer_provider=provider, meter_provider=meter_provider)
         >>> chatmodels.configure(level="metrics")  # off | metrics | standard | debug
+        >>> chatmodels.configure(reset=True)  # back to the defaults
     """
     from .telemetry import configure as configure_telemetry
 
@@ -191,6 +195,7 @@ def configure(
         level=level,
         capture_content=capture_content,
         container=container,
+        reset=reset,
     )
 
 

@@ -161,13 +161,27 @@ class Container:
         self._lock = threading.RLock()
         self._runtime: Runtime | None = None
         self._observer: Any = None
+        self._explicit: set[type[Any]] = set()  # the keys given a singleton
+        self._settings_args: dict[str, Any] = {}  # the level / capture_content `configure` set
         self._install_defaults()
 
     def _install_defaults(self) -> None:
-        self._factories[Settings] = lambda _: Settings.from_env()
-        self._factories[logging.Logger] = lambda _: get_logger()
-        self._factories[TracerProviderKey] = _global_tracer_provider
-        self._factories[MeterProviderKey] = _global_meter_provider
+        self._factories.update(_DEFAULT_FACTORIES)
+
+    def _derive(self) -> Container:
+        """A new container with what was set on this one: its registrations and singletons,
+        and the instances its own factories built (not those of the defaults)."""
+        new = Container()
+        with self._lock:
+            new._factories.update(self._factories)
+            for key, value in self._instances.items():
+                if key in self._explicit or self._factories.get(key) is not _DEFAULT_FACTORIES.get(
+                    key
+                ):
+                    new._instances[key] = value
+            new._explicit = set(self._explicit)
+            new._settings_args = dict(self._settings_args)
+        return new
 
     # -- the container API ---------------------------------------------------------------
 
@@ -185,6 +199,7 @@ class Container:
         """Make `resolve(key)` (default: the instance's type) return `instance`."""
         with self._lock:
             self._instances[key or type(instance)] = instance
+            self._explicit.add(key or type(instance))
             self._runtime = None
         return self
 
@@ -213,6 +228,8 @@ class Container:
         with self._lock:
             self._factories.clear()
             self._instances.clear()
+            self._explicit.clear()
+            self._settings_args.clear()
             self._runtime = None
             self._install_defaults()
 
@@ -246,6 +263,9 @@ class Container:
         self, level: Level | str, *, capture_content: bool | None = None
     ) -> Container:
         """Set the level (off, metrics, standard, debug) and, optionally, content capture."""
+        self._settings_args["level"] = level
+        if capture_content is not None:
+            self._settings_args["capture_content"] = capture_content
         return self.singleton(Settings.from_env(level=level, capture_content=capture_content))
 
     # -- for the observer ----------------------------------------------------------------
@@ -297,6 +317,22 @@ def _global_meter_provider(_: Container) -> Any:
     return metrics.get_meter_provider()
 
 
+def _env_settings(_: Container) -> Settings:
+    return Settings.from_env()
+
+
+def _default_logger(_: Container) -> logging.Logger:
+    return get_logger()
+
+
+_DEFAULT_FACTORIES: dict[type[Any], Callable[[Container], Any]] = {
+    Settings: _env_settings,
+    logging.Logger: _default_logger,
+    TracerProviderKey: _global_tracer_provider,
+    MeterProviderKey: _global_meter_provider,
+}
+
+
 _global: Container | None = None
 _global_lock = threading.Lock()
 
@@ -328,24 +364,46 @@ def configure(
     level: Level | str | None = None,
     capture_content: bool | None = None,
     container: Container | None = None,
+    reset: bool = False,
 ) -> Container:
     """Set up chatmodels' telemetry and install it as the global container.
 
-    Each argument is optional: providers default to OpenTelemetry's global ones, the level to
+    Each call changes only what it names and keeps what earlier calls set: after
+    ``configure(tracer_provider=tp)``, ``configure(capture_content=True)`` still sends spans to
+    `tp`. ``reset=True`` starts over from the defaults first: ``configure(reset=True)`` alone
+    puts every default back. The defaults: OpenTelemetry's global providers, the level
     ``standard`` (or CHATMODELS_OBSERVABILITY_LEVEL; OTEL_SDK_DISABLED=true forces ``off``),
-    content capture to OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
+    content capture from OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
+
+    `container` installs that container instead (the other arguments applied to it).
 
     Example:
         >>> chatmodels.configure(tracer_provider=provider, level="metrics")
+        >>> chatmodels.configure(capture_content=True)  # still `provider`, still "metrics"
+        >>> chatmodels.configure(reset=True)            # back to the defaults
     """
-    built = container if container is not None else Container()
+    if container is not None:
+        built = container
+    elif reset:
+        built = Container()
+    else:
+        current = _global
+        built = current._derive() if current is not None else Container()
     if tracer_provider is not None:
         built.with_tracer_provider(tracer_provider)
     if meter_provider is not None:
         built.with_meter_provider(meter_provider)
     if logger is not None:
         built.with_logger(logger)
-    if level is not None or capture_content is not None or container is None:
-        built.singleton(Settings.from_env(level=level, capture_content=capture_content))
+    if level is not None or capture_content is not None:
+        args = built._settings_args
+        if not args and Settings in built._explicit:  # a Settings given as a singleton
+            given = built.resolve(Settings)
+            args.update(level=given.level, capture_content=given.capture_content)
+        if level is not None:
+            args["level"] = level
+        if capture_content is not None:
+            args["capture_content"] = capture_content
+        built.singleton(Settings.from_env(**args))
     set_container(built)
     return built
