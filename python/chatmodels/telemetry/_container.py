@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._logging import get_logger
-from ._settings import Level, Settings
+from ._settings import CONTENT_MODES, Level, Settings
 
 if TYPE_CHECKING:
     from ._metrics import Metrics
@@ -29,6 +29,7 @@ __all__ = [
     "SCHEMA_URL",
     "SCOPE",
     "Container",
+    "LoggerProviderKey",
     "MeterProviderKey",
     "Runtime",
     "TracerProviderKey",
@@ -49,6 +50,10 @@ class TracerProviderKey:
 
 class MeterProviderKey:
     """Container key of the OpenTelemetry MeterProvider."""
+
+
+class LoggerProviderKey:
+    """Container key of the OpenTelemetry LoggerProvider (for the content event only)."""
 
 
 def _version() -> str:
@@ -75,7 +80,10 @@ class Runtime:
         "_trace_api",
         "call_metrics",
         "capture_content",
+        "content",
+        "content_events",
         "debug",
+        "event_logger",
         "logger",
         "metrics",
         "off",
@@ -95,6 +103,10 @@ class Runtime:
         self.tracing = settings.tracing
         self.debug = settings.debug
         self.capture_content = settings.capture_content and self.tracing
+        self.content_events = settings.capture_content_events and self.tracing
+        #: whether calls capture content at all (on spans, on events or both)
+        self.content = self.capture_content or self.content_events
+        self.event_logger: Any = None
         self.statics: dict[tuple[Any, ...], Any] = {}
         self.tracer: Any = None
         self.metrics: Metrics = NoOpMetrics()
@@ -112,6 +124,9 @@ class Runtime:
             tracer_provider: Any = container.resolve(TracerProviderKey)
             self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
             self._trace_api = _api_behind_proxy(tracer_provider)
+        if self.content_events:
+            logger_provider: Any = container.resolve(LoggerProviderKey)
+            self.event_logger = logger_provider.get_logger(SCOPE, _version(), schema_url=SCHEMA_URL)
         self.proxied = self._trace_api is not None or self._metrics_api is not None
 
     # The API's global providers are proxies: until the application installs an SDK provider
@@ -259,8 +274,13 @@ class Container:
         """Use this OpenTelemetry MeterProvider instead of the global one."""
         return self.singleton(meter_provider, MeterProviderKey)
 
+    def with_logger_provider(self, logger_provider: Any) -> Container:
+        """Use this OpenTelemetry LoggerProvider (for the content event) instead of the
+        global one."""
+        return self.singleton(logger_provider, LoggerProviderKey)
+
     def with_observability_level(
-        self, level: Level | str, *, capture_content: bool | None = None
+        self, level: Level | str, *, capture_content: bool | str | None = None
     ) -> Container:
         """Set the level (off, metrics, standard, debug) and, optionally, content capture."""
         self._settings_args["level"] = level
@@ -317,6 +337,12 @@ def _global_meter_provider(_: Container) -> Any:
     return metrics.get_meter_provider()
 
 
+def _global_logger_provider(_: Container) -> Any:
+    from opentelemetry import _logs
+
+    return _logs.get_logger_provider()
+
+
 def _env_settings(_: Container) -> Settings:
     return Settings.from_env()
 
@@ -330,6 +356,7 @@ _DEFAULT_FACTORIES: dict[type[Any], Callable[[Container], Any]] = {
     logging.Logger: _default_logger,
     TracerProviderKey: _global_tracer_provider,
     MeterProviderKey: _global_meter_provider,
+    LoggerProviderKey: _global_logger_provider,
 }
 
 
@@ -362,9 +389,10 @@ def configure(
     meter_provider: Any | None = None,
     logger: logging.Logger | None = None,
     level: Level | str | None = None,
-    capture_content: bool | None = None,
+    capture_content: bool | str | None = None,
     container: Container | None = None,
     reset: bool = False,
+    logger_provider: Any | None = None,
 ) -> Container:
     """Set up chatmodels' telemetry and install it as the global container.
 
@@ -375,7 +403,11 @@ def configure(
     ``standard`` (or CHATMODELS_OBSERVABILITY_LEVEL; OTEL_SDK_DISABLED=true forces ``off``),
     content capture from OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
 
-    `container` installs that container instead (the other arguments applied to it).
+    `capture_content`: True (content on spans), False, or where the content goes:
+    ``"NO_CONTENT"``, ``"SPAN_ONLY"``, ``"EVENT_ONLY"`` or ``"SPAN_AND_EVENT"`` (the
+    event is the conventions' ``gen_ai.client.inference.operation.details``, emitted through
+    `logger_provider`, default OpenTelemetry's global one). `container` installs that
+    container instead (the other arguments applied to it).
 
     Example:
         >>> chatmodels.configure(tracer_provider=provider, level="metrics")
@@ -393,13 +425,17 @@ def configure(
         built.with_tracer_provider(tracer_provider)
     if meter_provider is not None:
         built.with_meter_provider(meter_provider)
+    if logger_provider is not None:
+        built.with_logger_provider(logger_provider)
     if logger is not None:
         built.with_logger(logger)
     if level is not None or capture_content is not None:
         args = built._settings_args
         if not args and Settings in built._explicit:  # a Settings given as a singleton
             given = built.resolve(Settings)
-            args.update(level=given.level, capture_content=given.capture_content)
+            on = (given.capture_content, given.capture_content_events)
+            mode = next(name for name, value in CONTENT_MODES.items() if value == on)
+            args.update(level=given.level, capture_content=mode)
         if level is not None:
             args["level"] = level
         if capture_content is not None:
