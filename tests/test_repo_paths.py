@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("python", "tests", "benches", "docs", "scripts", "rust", ".github")
+SCANNED = ("python", "tests", "benches", "docs", "examples", "scripts", "rust", ".github")
 TOP_FILES = ("README.md", "Makefile", "pyproject.toml", "Cargo.toml")
 SUFFIXES = {".py", ".pyi", ".md", ".rs", ".toml", ".sh", ".yml", ".yaml", ".txt", ".cfg", ""}
 # An absolute path into a machine (a home, a scratch or a work directory), or a relative
