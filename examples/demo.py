@@ -117,7 +117,7 @@ def bad_input_tour() -> None:
         ("missing api_key", lambda: chatmodels.new_registry_provider("acme-vision")),
         (
             "creator past its timeout",
-            lambda: chatmodels.new_registry_provider("slow", timeout=0.05),
+            lambda: chatmodels.new_registry_provider("slow", creation_timeout=0.05),
         ),
     ]
     for label, attempt in attempts:

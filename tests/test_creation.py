@@ -9,6 +9,7 @@ import contextvars
 import gc
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import chatmodels
@@ -89,7 +90,7 @@ def test_creation_succeeds_everywhere(global_registry: ProviderRegistry, via: st
 
 def test_creation_with_a_generous_timeout(global_registry: ProviderRegistry, via: str) -> None:
     global_registry.register("echo", echo_creator)
-    model = VIA[via](global_registry, "echo", timeout=30)
+    model = VIA[via](global_registry, "echo", creation_timeout=30)
     assert isinstance(model, EchoModel)
 
 
@@ -98,7 +99,7 @@ def test_async_creator_via_async_creation(global_registry: ProviderRegistry) -> 
     model = asyncio.run(chatmodels.anew_registry_provider("aecho", {"model": "m"}))
     assert isinstance(model, EchoModel)
     assert model.options.model == "m"
-    model = asyncio.run(chatmodels.anew_registry_provider("aecho", timeout=30))
+    model = asyncio.run(chatmodels.anew_registry_provider("aecho", creation_timeout=30))
     assert isinstance(model, EchoModel)
 
 
@@ -116,7 +117,7 @@ def test_sync_creation_of_an_async_creator_without_a_loop(
     global_registry: ProviderRegistry, timeout: float | None
 ) -> None:
     global_registry.register("aecho", async_echo_creator)
-    model = chatmodels.new_registry_provider("aecho", timeout=timeout)
+    model = chatmodels.new_registry_provider("aecho", creation_timeout=timeout)
     assert isinstance(model, EchoModel)
 
 
@@ -169,7 +170,7 @@ def test_creator_that_raises_with_a_timeout(global_registry: ProviderRegistry, v
 
     global_registry.register("broken", creator)
     with pytest.raises(CreationError) as info:
-        VIA[via](global_registry, "broken", timeout=30)
+        VIA[via](global_registry, "broken", creation_timeout=30)
     check_error(info.value, CreationError, op=via, code="creation_failed", provider="broken")
     assert info.value.__cause__ is boom
 
@@ -183,7 +184,7 @@ def test_async_creator_that_raises(global_registry: ProviderRegistry) -> None:
     global_registry.register("broken", creator)
     for timeout in (None, 30):
         with pytest.raises(CreationError) as info:
-            asyncio.run(chatmodels.anew_registry_provider("broken", timeout=timeout))
+            asyncio.run(chatmodels.anew_registry_provider("broken", creation_timeout=timeout))
         check_error(
             info.value,
             CreationError,
@@ -270,7 +271,7 @@ def test_creator_running_past_the_timeout(global_registry: ProviderRegistry, op:
     before = snapshot(global_registry)
     try:
         with pytest.raises(CreationTimeoutError) as info:
-            VIA[op](global_registry, "slow", timeout=0.05)
+            VIA[op](global_registry, "slow", creation_timeout=0.05)
         check_error(
             info.value,
             CreationTimeoutError,
@@ -306,7 +307,7 @@ def test_sync_creator_running_past_the_async_timeout(
 
     async def scenario() -> None:
         with pytest.raises(CreationTimeoutError) as info:
-            await acreate("slow", timeout=0.05)
+            await acreate("slow", creation_timeout=0.05)
         check_error(
             info.value,
             CreationTimeoutError,
@@ -343,7 +344,7 @@ def test_async_creator_running_past_the_timeout(global_registry: ProviderRegistr
 
     async def scenario() -> ChatModel:
         with pytest.raises(CreationTimeoutError) as info:
-            await chatmodels.anew_registry_provider("aslow", timeout=0.05)
+            await chatmodels.anew_registry_provider("aslow", creation_timeout=0.05)
         check_error(
             info.value,
             CreationTimeoutError,
@@ -351,7 +352,7 @@ def test_async_creator_running_past_the_timeout(global_registry: ProviderRegistr
             code="creation_timeout",
             provider="aslow",
         )
-        return await chatmodels.anew_registry_provider("fast", timeout=5)
+        return await chatmodels.anew_registry_provider("fast", creation_timeout=5)
 
     assert isinstance(asyncio.run(scenario()), EchoModel)
     assert cancelled == [True]
@@ -365,7 +366,7 @@ def test_sync_creation_of_a_slow_async_creator_times_out(global_registry: Provid
 
     global_registry.register("aslow", creator)
     with pytest.raises(CreationTimeoutError) as info:
-        chatmodels.new_registry_provider("aslow", timeout=0.05)
+        chatmodels.new_registry_provider("aslow", creation_timeout=0.05)
     check_error(
         info.value, CreationTimeoutError, op="new_registry_provider", code="creation_timeout"
     )
@@ -375,13 +376,13 @@ def test_sync_creation_of_a_slow_async_creator_times_out(global_registry: Provid
 def test_invalid_timeout(global_registry: ProviderRegistry, via: str, timeout: object) -> None:
     global_registry.register("echo", echo_creator)
     with pytest.raises(InvalidConfigError) as info:
-        VIA[via](global_registry, "echo", timeout=timeout)
+        VIA[via](global_registry, "echo", creation_timeout=timeout)
     check_error(
         info.value,
         InvalidConfigError,
         op=via,
         code="invalid_config",
-        detail=f"timeout must be a positive number, got {timeout!r}",
+        detail=f"creation_timeout must be a positive number, got {timeout!r}",
     )
 
 
@@ -395,7 +396,7 @@ def test_creator_runs_in_the_callers_context_under_a_timeout(registry: ProviderR
 
     registry.register("ctx", creator)
     var.set("caller")
-    registry.create("ctx", timeout=10)
+    registry.create("ctx", creation_timeout=10)
     assert seen == ["caller"]
 
 
@@ -420,3 +421,52 @@ def test_options_validation_happens_before_the_creator_runs(registry: ProviderRe
     with pytest.raises(InvalidConfigError):
         registry.create("p")
     assert calls == []
+
+
+def test_creation_timeout_names_what_it_bounds() -> None:
+    """`creation_timeout` bounds the creator; a request's timeout stays in the options."""
+    import inspect
+
+    for func in (
+        chatmodels.new_registry_provider,
+        chatmodels.anew_registry_provider,
+        ProviderRegistry.create,
+        ProviderRegistry.acreate,
+    ):
+        params = inspect.signature(func).parameters
+        assert params["creation_timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params["creation_timeout"].default is None
+
+
+def test_the_old_timeout_keyword_warns_and_still_bounds_the_creator(
+    global_registry: ProviderRegistry, via: str
+) -> None:
+    slow = GatedCreator("slow")
+    global_registry.register("slow", slow, metadata=slow.metadata)
+    try:
+        with (
+            pytest.warns(DeprecationWarning, match=r"timeout=\.\.\.\) is deprecated") as seen,
+            pytest.raises(CreationTimeoutError),
+        ):
+            VIA[via](global_registry, "slow", timeout=0.05)
+    finally:
+        slow.release.set()
+    # The warning points at the caller (for a coroutine run by asyncio.run: the event loop
+    # that resumed it), never at chatmodels' own frames.
+    (warning,) = seen
+    if not via.startswith("a"):
+        assert warning.filename == __file__
+    assert "chatmodels" not in Path(warning.filename).parts
+    global_registry.register("echo", echo_creator)
+    with pytest.warns(DeprecationWarning, match="creation_timeout"):
+        model = VIA[via](global_registry, "echo", options={"timeout": 7}, timeout=30)
+    assert model.options.timeout == 7  # the request timeout is untouched
+
+
+def test_the_old_and_new_keyword_together_are_refused(
+    global_registry: ProviderRegistry, via: str
+) -> None:
+    global_registry.register("echo", echo_creator)
+    with pytest.raises(InvalidConfigError) as info:
+        VIA[via](global_registry, "echo", creation_timeout=1, timeout=1)
+    check_error(info.value, InvalidConfigError, op=via, code="invalid_config")

@@ -43,7 +43,6 @@ CALL_CODES = {
     "bad_request": "BadRequestError",
     "provider_unavailable": "ProviderUnavailableError",
     "invalid_response": "InvalidResponseError",
-    "cancelled": "CancelledError",
     "internal": "InternalError",
 }
 ALL_CODES = {**REGISTRY_CODES, **CALL_CODES}
@@ -226,3 +225,88 @@ def test_a_rust_panic_is_an_internal_error() -> None:
         _core._panic_for_tests("register")
     check_error(info.value, InternalError, op="register", code="internal")
     assert "panicked" in str(info.value)
+
+
+def test_no_class_for_cancellation_is_exported() -> None:
+    """Nothing raises a chatmodels cancellation error: cancellation propagates as it is."""
+    assert "CancelledError" not in chatmodels.__all__
+    assert not hasattr(chatmodels, "CancelledError")
+    assert ErrorCode.CANCELLED == "cancelled"  # telemetry's error.type of a cancelled call
+    assert error_class_for("cancelled") is APIError
+
+
+def test_a_chatmodels_timeout_is_a_builtin_timeout() -> None:
+    for cls in (chatmodels.TimeoutError, CreationTimeoutError):
+        assert issubclass(cls, TimeoutError)
+        assert cls is not TimeoutError
+    error = make_error("timeout", "no answer", op="invoke", provider="p")
+    caught: list[BaseException] = []
+    try:
+        raise error
+    except TimeoutError as exc:  # the builtin
+        caught.append(exc)
+    try:
+        raise error
+    except ChatModelError as exc:
+        caught.append(exc)
+    assert caught == [error, error]
+    check_error(error, chatmodels.TimeoutError, op="invoke", code="timeout", provider="p")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is chatmodels.TimeoutError
+    assert str(copy) == str(error)
+
+
+async def _raises_call_timeout(options: chatmodels.ProviderOptions) -> chatmodels.ChatModel:
+    raise chatmodels.TimeoutError("the creator's own call timed out", op="invoke")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_async_creators_own_timeout_is_not_a_creation_timeout(backend: str) -> None:
+    """A chatmodels timeout is also asyncio's: the registry must not take one raised by the
+    creator for its own creation limit."""
+    import asyncio
+
+    registry = ProviderRegistry(backend=backend)  # type: ignore[arg-type]
+    registry.register("slowpoke", _raises_call_timeout, metadata={})
+    with pytest.raises(chatmodels.TimeoutError) as info:
+        asyncio.run(registry.acreate("slowpoke", creation_timeout=5))
+    assert type(info.value) is chatmodels.TimeoutError
+
+
+def test_cancellation_propagates_unwrapped_and_is_recorded_as_cancelled() -> None:
+    import asyncio
+
+    from chatmodels import telemetry
+    from chatmodels._observe import set_observer
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous_container = telemetry.get_container()
+    previous_observer = set_observer(telemetry.TelemetryObserver())
+    try:
+        chatmodels.configure(tracer_provider=provider, level="standard")
+        model = chatmodels.new_registry_provider(
+            "fake", {"provider_specific": {"responses": ["late"], "latency": 30}}
+        )
+
+        async def main() -> None:
+            task = asyncio.ensure_future(model.ainvoke("hi"))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            await task
+
+        with pytest.raises(asyncio.CancelledError) as info:
+            asyncio.run(main())
+        assert type(info.value) is asyncio.CancelledError
+        assert info.value.__cause__ is None
+    finally:
+        set_observer(previous_observer)
+        telemetry.set_container(previous_container)
+        provider.shutdown()
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "cancelled"

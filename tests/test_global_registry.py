@@ -70,7 +70,7 @@ def test_replace_through_the_global_functions(global_registry: ProviderRegistry)
 
 def test_new_registry_provider(global_registry: ProviderRegistry) -> None:
     chatmodels.register_global("echo", echo_creator)
-    model = chatmodels.new_registry_provider("echo", {"model": "m", "seed": 1}, timeout=10)
+    model = chatmodels.new_registry_provider("echo", {"model": "m", "seed": 1}, creation_timeout=10)
     assert isinstance(model, EchoModel)
     assert (model.options.model, model.options.seed) == ("m", 1)
 

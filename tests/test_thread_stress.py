@@ -1,9 +1,11 @@
 """Thread stress: 32 threads x 10,000 mixed operations on one registry, per backend.
 
-Each thread registers and unregisters names of its own, replaces a shared hot provider while
-the others resolve it, resolves, lists and queries by capability. Only the expected error
-codes may appear, the hot provider is always resolvable and always whole (never half old,
-half new), no registration is lost, and the final state is exactly what the threads left.
+Each thread registers, replaces and unregisters names of its own, replaces a shared hot
+provider while the others resolve it, resolves, lists and queries by capability. Only the
+expected error codes may appear, the hot provider is always resolvable and always whole (never
+half old, half new), no registration is lost, and the final state is exactly what the threads
+left. Every check can fail: a registry whose replace keeps the old metadata, or swaps the
+creator and the metadata in two steps, fails `resolve_own` and `resolve_hot`.
 """
 
 from __future__ import annotations
@@ -30,16 +32,25 @@ HOT = "hot"
 OWN_LIMIT = 8  # names each thread keeps registered at most
 
 # The two versions of the hot provider: metadata and creator must always match each other.
-HOT_A = ProviderMetadata(name=HOT, version="a", capabilities=["chat", "streaming"])
-HOT_B = ProviderMetadata(name=HOT, version="b", capabilities=["chat", "vision"])
+# Each metadata names its own key variable, so a created model's api_key tells which metadata
+# `create` validated its options with, and its class which creator made it: the two must be
+# of one entry. (The creators pass their own metadata to the model, so a model's `metadata`
+# alone could not tell.)
+KEY_ENV = {"a": "CHATMODELS_STRESS_KEY_A", "b": "CHATMODELS_STRESS_KEY_B"}
+HOT_A = ProviderMetadata(
+    name=HOT, version="a", capabilities=["chat", "streaming"], api_key_env=KEY_ENV["a"]
+)
+HOT_B = ProviderMetadata(
+    name=HOT, version="b", capabilities=["chat", "vision"], api_key_env=KEY_ENV["b"]
+)
 
 
 class HotA(ChatModel):
-    pass
+    version = "a"
 
 
 class HotB(ChatModel):
-    pass
+    version = "b"
 
 
 def create_a(options: ProviderOptions) -> ChatModel:
@@ -79,6 +90,8 @@ class Worker:
         self.own: dict[str, ProviderMetadata] = {}
         self.serial = 0
         self.writes = 0
+        self.replaced = 0
+        self.hot_checks = 0
         self.failures: list[str] = []
         self.codes: dict[str, int] = {}
 
@@ -95,8 +108,10 @@ class Worker:
             try:
                 if roll < 0.12:
                     self.register_own()
-                elif roll < 0.20:
+                elif roll < 0.17:
                     self.unregister_own()
+                elif roll < 0.20:
+                    self.replace_own()
                 elif roll < 0.26:
                     hot = self.random.choice((HOT_A, HOT_B))
                     registry.register(
@@ -149,6 +164,19 @@ class Worker:
         self.writes += 1
         return None
 
+    def replace_own(self) -> None:
+        """Replace one of this thread's names with new metadata (new capabilities too)."""
+        if not self.own:
+            return
+        name = self.random.choice(list(self.own))
+        self.serial += 1
+        caps = self.random.choice(OWN_META_CAPS)
+        meta = ProviderMetadata(name=name, capabilities=caps, version=str(self.serial))
+        self.registry.register(name, own_creator, metadata=meta, replace=True)
+        self.own[name] = meta
+        self.writes += 1
+        self.replaced += 1
+
     def unregister_own(self) -> None:
         if not self.own:
             return
@@ -167,8 +195,12 @@ class Worker:
         if meta is not HOT_A and meta is not HOT_B:
             self.fail(f"hot metadata is neither version: {meta!r}")
         model = registry.create(HOT)
-        if type(model) is not HOT_PAIRS[model.metadata.version]:
-            self.fail(f"half-updated entry: {type(model).__name__} with {model.metadata!r}")
+        made_by = getattr(type(model), "version", None)
+        assert model.options.api_key is not None
+        validated_by = model.options.api_key.get_secret_value()
+        if made_by is None or validated_by != made_by:
+            self.fail(f"half-updated entry: creator {made_by} with metadata {validated_by}")
+        self.hot_checks += 1
 
     def resolve_own(self) -> None:
         if not self.own:
@@ -177,7 +209,7 @@ class Worker:
         if not self.registry.is_registered(name):
             self.fail(f"lost registration of {name}")
         if self.registry.metadata(name) is not self.own[name]:
-            self.fail(f"{name} has someone else's metadata")
+            self.fail(f"{name} has metadata other than its last registration's")
 
     def check_listing(self, names: list[str]) -> None:
         if names != sorted(names):
@@ -204,7 +236,9 @@ class Worker:
 @pytest.mark.stress
 @pytest.mark.timeout(600)
 @pytest.mark.usefixtures("fast_switching")
-def test_thread_stress(registry: ProviderRegistry) -> None:
+def test_thread_stress(registry: ProviderRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    for version, variable in KEY_ENV.items():
+        monkeypatch.setenv(variable, version)
     registry.register(HOT, create_a, metadata=HOT_A)
     registry.register("bystander", own_creator, metadata={"capabilities": ["chat"]})
     start_version = registry.version
@@ -221,6 +255,9 @@ def test_thread_stress(registry: ProviderRegistry) -> None:
     # the expected errors did happen, so the interesting paths were exercised
     codes = {code for w in workers for code in w.codes}
     assert codes == {"provider_not_found", "provider_already_registered"}
+    # and so were the replaces of own names and the checks of the hot entry
+    assert sum(w.replaced for w in workers) > THREADS
+    assert sum(w.hot_checks for w in workers) > THREADS
     # nothing lost: exactly what each thread left registered, plus the two fixed ones
     expected = {HOT, "bystander"}
     for worker in workers:
@@ -231,4 +268,7 @@ def test_thread_stress(registry: ProviderRegistry) -> None:
     assert len(registry) == len(expected)
     # every successful write counted once
     assert registry.version == start_version + sum(w.writes for w in workers)
-    assert registry.metadata(HOT) in (HOT_A, HOT_B)
+    # at rest, the hot entry is one whole version: its metadata and its creator's model
+    hot = registry.metadata(HOT)
+    assert hot is HOT_A or hot is HOT_B
+    assert type(registry.create(HOT)) is HOT_PAIRS[hot.version]

@@ -16,7 +16,6 @@ from ._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
-    CancelledError,
     CapabilityNotSupportedError,
     ChatModelError,
     ContentFilteredError,
@@ -106,7 +105,6 @@ __all__ = [
     "AsyncChatStream",
     "AuthenticationError",
     "BadRequestError",
-    "CancelledError",
     "Capability",
     "CapabilityNotSupportedError",
     "ChatChunk",
@@ -172,17 +170,24 @@ def configure(
     meter_provider: Any | None = None,
     logger: logging.Logger | None = None,
     level: Level | str | None = None,
-    capture_content: bool | None = None,
+    capture_content: bool | str | None = None,
     container: Container | None = None,
+    reset: bool = False,
+    logger_provider: Any | None = None,
 ) -> Container:
     """Set up chatmodels' OpenTelemetry spans, metrics and logs (each argument optional).
 
     Without a call, chatmodels reports at level ``standard`` to OpenTelemetry's global
-    providers: no-ops until the application installs an SDK. See `chatmodels.telemetry`.
+    providers: no-ops until the application installs an SDK. Each call changes only what it
+    names and keeps what earlier calls set; ``reset=True`` starts over from the defaults.
+    `capture_content` is a bool (content on spans) or ``"NO_CONTENT"``, ``"SPAN_ONLY"``,
+    ``"EVENT_ONLY"``, ``"SPAN_AND_EVENT"`` (the event is emitted through `logger_provider`,
+    default OpenTelemetry's global one). See `chatmodels.telemetry.configure`.
 
     Example:
         >>> chatmodels.configure(tracer_provider=provider, meter_provider=meter_provider)
         >>> chatmodels.configure(level="metrics")  # off | metrics | standard | debug
+        >>> chatmodels.configure(reset=True)  # back to the defaults
     """
     from .telemetry import configure as configure_telemetry
 
@@ -193,6 +198,8 @@ def configure(
         level=level,
         capture_content=capture_content,
         container=container,
+        reset=reset,
+        logger_provider=logger_provider,
     )
 
 

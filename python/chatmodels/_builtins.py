@@ -1,8 +1,11 @@
 """The built-in providers' metadata, registered with lazy creators.
 
 `register_builtins(registry)` registers every entry of `BUILTINS`; no provider module is
-imported until a provider is first created. To add a provider, append its metadata and the
-module whose ``create(metadata, options)`` makes an instance (see /work/notes/PROVIDERS.md).
+imported until a provider is first created. To add a provider: write its wire format's module
+under `chatmodels._providers` with a ``create(metadata, options)`` that makes the instance (an
+`HTTPChatModel` subclass for an HTTP API; `_providers/_mistral.py` is a short example), append
+the module's name and the provider's `ProviderMetadata` to `BUILTINS`, and add its row to the
+README's table of providers.
 """
 
 from __future__ import annotations

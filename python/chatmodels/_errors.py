@@ -13,15 +13,17 @@
         ├── AuthenticationError       authentication
         ├── PermissionDeniedError     permission_denied
         ├── RateLimitError            rate_limited
-        ├── TimeoutError              timeout
+        ├── TimeoutError              timeout (also a builtin TimeoutError)
         ├── NetworkError              network
         ├── ContextLengthExceededError context_length_exceeded
         ├── ContentFilteredError      content_filtered
         ├── BadRequestError           bad_request
         ├── ProviderUnavailableError  provider_unavailable
         ├── InvalidResponseError      invalid_response
-        ├── CancelledError            cancelled
         └── InternalError             internal
+
+A cancelled call (``asyncio.CancelledError``, ``KeyboardInterrupt``) propagates as it is, never
+wrapped; telemetry records it with error.type ``cancelled`` (`ErrorCode.CANCELLED`).
 
 Messages read `chatmodels.<op>: <detail> (code=<code>)`. The API key never reaches a message:
 callers pass details that do not contain it, and `redact` scrubs a model's key from every error
@@ -31,6 +33,7 @@ sees it: providers echo keys back in their messages.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 from collections.abc import Iterable
@@ -40,7 +43,6 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
-    "CancelledError",
     "CapabilityNotSupportedError",
     "ChatModelError",
     "ContentFilteredError",
@@ -216,8 +218,8 @@ class CreationError(ChatModelError):
     default_code = ErrorCode.CREATION_FAILED
 
 
-class CreationTimeoutError(CreationError):
-    """A provider's creator ran past its timeout."""
+class CreationTimeoutError(CreationError, builtins.TimeoutError):
+    """A provider's creator ran past its ``creation_timeout``; also a builtin `TimeoutError`."""
 
     default_code = ErrorCode.CREATION_TIMEOUT
 
@@ -244,8 +246,9 @@ class RateLimitError(APIError):
     default_code = ErrorCode.RATE_LIMITED
 
 
-class TimeoutError(APIError):
-    """The call ran past its timeout."""
+class TimeoutError(APIError, builtins.TimeoutError):
+    """The call ran past its timeout; also the builtin `TimeoutError`, so that a plain
+    ``except TimeoutError:`` catches it."""
 
     default_code = ErrorCode.TIMEOUT
 
@@ -286,12 +289,6 @@ class InvalidResponseError(APIError):
     default_code = ErrorCode.INVALID_RESPONSE
 
 
-class CancelledError(APIError):
-    """The call was cancelled."""
-
-    default_code = ErrorCode.CANCELLED
-
-
 class InternalError(APIError):
     """A bug in chatmodels or in a provider adapter."""
 
@@ -319,10 +316,12 @@ _BY_CODE: dict[ErrorCode, type[ChatModelError]] = {
         BadRequestError,
         ProviderUnavailableError,
         InvalidResponseError,
-        CancelledError,
         InternalError,
     )
 }
+# Nothing raises a cancelled error: cancellation propagates as it is, and telemetry records
+# the code on a plain APIError.
+_BY_CODE[ErrorCode.CANCELLED] = APIError
 
 
 def error_class_for(code: ErrorCode | str) -> type[ChatModelError]:

@@ -49,7 +49,7 @@ def _probe(registry: ProviderRegistry, name: str, timeout: float, explicit: bool
     try:
         if not registry.metadata(name, _op="health_check").supports_health_check:
             return HealthStatus("unknown", None, "the provider has no health probe")
-        with registry.create(name, timeout=timeout, _op="health_check") as model:
+        with registry.create(name, creation_timeout=timeout, _op="health_check") as model:
             return model.health_check(timeout=timeout)
     except ChatModelError as exc:
         return _failed(exc, start, explicit)
@@ -64,7 +64,7 @@ async def _aprobe(
     try:
         if not registry.metadata(name, _op="ahealth_check").supports_health_check:
             return HealthStatus("unknown", None, "the provider has no health probe")
-        model = await registry.acreate(name, timeout=timeout, _op="ahealth_check")
+        model = await registry.acreate(name, creation_timeout=timeout, _op="ahealth_check")
         async with model:
             return await model.ahealth_check(timeout=timeout)
     except ChatModelError as exc:

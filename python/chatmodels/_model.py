@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _observe
 from ._errors import (
-    CancelledError,
+    APIError,
     CapabilityNotSupportedError,
     ChatModelError,
+    ErrorCode,
     InternalError,
     InvalidConfigError,
     InvalidResponseError,
@@ -368,6 +369,9 @@ class ChatModel:
         start = time.perf_counter()
         try:
             return await asyncio.wait_for(self._ahealth(timeout), timeout)
+        except ChatModelError as exc:  # first: a chatmodels timeout is an asyncio one too
+            redact(exc, self._secret)
+            return _unhealthy(exc, start)
         except asyncio.TimeoutError:
             return HealthStatus(
                 "unhealthy",
@@ -375,9 +379,6 @@ class ChatModel:
                 f"no answer within {timeout:g} s",
                 "timeout",
             )
-        except ChatModelError as exc:
-            redact(exc, self._secret)
-            return _unhealthy(exc, start)
         except Exception as exc:
             redact(exc, self._secret)
             return HealthStatus("unhealthy", time.perf_counter() - start, repr(exc), "internal")
@@ -538,8 +539,17 @@ class ChatModel:
             site = self._call_site
         except AttributeError:
             meta = self.metadata
+            opts = self.options
             address, port = self._server()
-            site = self._call_site = call_site(meta.name, meta.gen_ai_provider_name, address, port)
+            site = self._call_site = call_site(
+                meta.name,
+                meta.gen_ai_provider_name,
+                address,
+                port,
+                tracing=opts.enable_tracing,
+                metrics=opts.enable_metrics,
+                logging=opts.enable_logging,
+            )
         return observer.start(site, request)
 
     def _failed(self, scope: CallScope, exc: BaseException, op: str) -> BaseException:
@@ -553,7 +563,10 @@ class ChatModel:
                 error.provider = self.metadata.name
             scope.fail(error)
         elif _is_cancellation(exc):
-            scope.fail(CancelledError("the call was cancelled", op=op, provider=self.provider))
+            cancelled = APIError(
+                "the call was cancelled", op=op, code=ErrorCode.CANCELLED, provider=self.provider
+            )
+            scope.fail(cancelled)
             error = exc
         elif isinstance(exc, Exception):
             error = InternalError(

@@ -51,9 +51,19 @@ class CallSite:
     server_address: str | None = None
     server_port: int | None = None
     operation: str = "chat"
+    #: the model's `ProviderOptions.enable_tracing`, `enable_metrics` and `enable_logging`:
+    #: whether its calls make a span, record metric points, write log records
+    tracing: bool = True
+    metrics: bool = True
+    logging: bool = True
+    #: whether any of the three is off: the observer's one check per call
+    muted: bool = dataclasses.field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "muted", not (self.tracing and self.metrics and self.logging))
 
 
-_SITES: dict[tuple[str, str | None, str | None, int | None], CallSite] = {}
+_SITES: dict[tuple[str, str | None, str | None, int | None, str, bool, bool, bool], CallSite] = {}
 _SITES_LIMIT = 1024
 
 
@@ -62,12 +72,25 @@ def call_site(
     gen_ai_provider_name: str | None,
     server_address: str | None,
     server_port: int | None,
+    *,
+    tracing: bool = True,
+    metrics: bool = True,
+    logging: bool = True,
 ) -> CallSite:
     """The `CallSite` of these values: the same object for the same values, so that what an
     observer caches per site is shared by every model instance calling the same server (a
     model created per request included). Past a thousand distinct sites, new ones are not
     kept."""
-    key = (provider, gen_ai_provider_name, server_address, server_port)
+    key = (
+        provider,
+        gen_ai_provider_name,
+        server_address,
+        server_port,
+        "chat",
+        tracing,
+        metrics,
+        logging,
+    )
     site = _SITES.get(key)
     if site is None:
         site = CallSite(*key)

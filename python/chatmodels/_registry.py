@@ -230,18 +230,22 @@ class ProviderRegistry:
         name: str,
         options: OptionsLike | None = None,
         *,
-        timeout: float | None = None,
+        creation_timeout: float | None = None,
         container: Container | None = None,
+        timeout: float | None = None,
         _op: str = "create",
     ) -> ChatModel:
         """Create an instance of provider `name` with validated `options`.
 
-        `container` gives the instance its own telemetry container (its `ChatModel.container`;
-        the creation is recorded there too); default: the registry's, if it has one.
+        `creation_timeout` bounds the creator (seconds); the instance's request timeout is
+        ``options.timeout``. `container` gives the instance its own telemetry container (its
+        `ChatModel.container`; the creation is recorded there too); default: the registry's,
+        if it has one. `timeout` is the deprecated name of `creation_timeout`.
 
         Raises provider_not_found, invalid_config, creation_failed (the cause chained) or,
-        when the creator runs past `timeout` seconds, creation_timeout.
+        when the creator runs past `creation_timeout` seconds, creation_timeout.
         """
+        timeout = _creation_limit(creation_timeout, timeout, _op)
         entry: _Entry = self._table.get(name, _op)
         opts = ProviderOptions.validate(options, entry.metadata, op=_op)
         provider = entry.metadata.name
@@ -267,13 +271,15 @@ class ProviderRegistry:
         name: str,
         options: OptionsLike | None = None,
         *,
-        timeout: float | None = None,
+        creation_timeout: float | None = None,
         container: Container | None = None,
+        timeout: float | None = None,
         _op: str = "acreate",
     ) -> ChatModel:
         """Async `create`; accepts async creators as well as sync ones."""
         import asyncio  # here, not at module level: `import chatmodels` stays cheap
 
+        timeout = _creation_limit(creation_timeout, timeout, _op)
         entry: _Entry = self._table.get(name, _op)
         opts = ProviderOptions.validate(options, entry.metadata, op=_op)
         provider = entry.metadata.name
@@ -286,13 +292,13 @@ class ProviderRegistry:
         )
         try:
             result = await asyncio.wait_for(pending, limit)
+        except ChatModelError:  # first: a chatmodels timeout is an asyncio one too
+            raise
         except asyncio.TimeoutError:
             if worker is not None:
                 # The creator goes on in its thread; whatever it returns late is closed.
                 worker.add_done_callback(_close_late_result)
             raise _timeout_error(provider, limit or 0.0, _op) from None
-        except ChatModelError:
-            raise
         except Exception as exc:
             raise _creation_error(provider, exc, _op) from exc
         return self._bind(_checked(result, provider, _op), container)
@@ -396,8 +402,32 @@ def _positional_arity(func: Any) -> int:
 
 def _check_timeout(timeout: object, op: str) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidConfigError(f"timeout must be a positive number, got {timeout!r}", op=op)
+        raise InvalidConfigError(
+            f"creation_timeout must be a positive number, got {timeout!r}", op=op
+        )
     return float(timeout)
+
+
+def _creation_limit(
+    creation_timeout: float | None, timeout: float | None, op: str, depth: int = 0
+) -> float | None:
+    """`creation_timeout`, or the deprecated `timeout` keyword (with a DeprecationWarning
+    pointing at the caller, `depth` frames further out than a registry method's)."""
+    if timeout is None:
+        return creation_timeout
+    if creation_timeout is not None:
+        raise InvalidConfigError(
+            "pass creation_timeout only (timeout is its deprecated name)", op=op
+        )
+    import warnings
+
+    warnings.warn(
+        f"{op}(timeout=...) is deprecated: it bounds the creator, so it is now called "
+        "creation_timeout (a request's timeout is ProviderOptions.timeout)",
+        DeprecationWarning,
+        stacklevel=4 + depth,  # this, the method, its telemetry wrapper, then the caller
+    )
+    return timeout
 
 
 def _call_creator(entry: _Entry, options: ProviderOptions, op: str) -> Any:
@@ -651,13 +681,18 @@ def new_registry_provider(
     name: str,
     options: OptionsLike | None = None,
     *,
-    timeout: float | None = None,
+    creation_timeout: float | None = None,
     container: Container | None = None,
+    timeout: float | None = None,
 ) -> ChatModel:
     """Create an instance of a globally registered provider (with its own telemetry
-    `container`, if given). See `ProviderRegistry.create`."""
+    `container`, if given); `creation_timeout` bounds the creator, ``options.timeout`` each
+    request. `timeout` is the deprecated name of `creation_timeout`. See
+    `ProviderRegistry.create`."""
+    op = "new_registry_provider"
+    limit = _creation_limit(creation_timeout, timeout, op, depth=-1)
     return get_global_registry().create(
-        name, options, timeout=timeout, container=container, _op="new_registry_provider"
+        name, options, creation_timeout=limit, container=container, _op=op
     )
 
 
@@ -665,12 +700,15 @@ async def anew_registry_provider(
     name: str,
     options: OptionsLike | None = None,
     *,
-    timeout: float | None = None,
+    creation_timeout: float | None = None,
     container: Container | None = None,
+    timeout: float | None = None,
 ) -> ChatModel:
     """Async `new_registry_provider`; accepts async creators."""
+    op = "anew_registry_provider"
+    limit = _creation_limit(creation_timeout, timeout, op, depth=-1)
     return await get_global_registry().acreate(
-        name, options, timeout=timeout, container=container, _op="anew_registry_provider"
+        name, options, creation_timeout=limit, container=container, _op=op
     )
 
 

@@ -757,18 +757,45 @@ def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | N
             loop.run_until_complete(session.close())
             return
         # this loop's own thread: the transports close on its next iterations
-        with contextlib.suppress(Exception):
-            connector._close()
+        _close_connector_now(connector)
         return
-    protocols: list[Any] = [proto for conns in connector._conns.values() for proto, _ in conns]
-    protocols.extend(connector._acquired)
-    transports: list[Any] = [proto.transport for proto in protocols]
-    transports.extend(connector._cleanup_closed_transports)
+    for transport in _close_connector_now(connector):
+        _close_orphan(transport)
+
+
+# The aiohttp names below are private: bounded by pyproject's aiohttp range, checked by
+# tests/test_aiohttp_private.py against the installed aiohttp (3.9 to 3.14). No public API
+# closes a connector without awaiting it on its (here closed or busy) event loop.
+AIOHTTP_PRIVATE = ("_close", "_conns", "_acquired", "_cleanup_closed_transports")
+
+
+def _close_connector_now(connector: aiohttp.BaseConnector) -> list[Any]:
+    """Mark `connector` closed without awaiting it (its loop closes the sockets, if it still
+    runs) and return the asyncio transports of its connections, for a closed loop's caller to
+    close itself: the one place that reads aiohttp's private names (`AIOHTTP_PRIVATE`).
+    Without them, a ResourceWarning says the sockets are left to the garbage collector."""
+    try:
+        conns: Any = connector._conns
+        protocols: list[Any] = [proto for pairs in conns.values() for proto, _ in pairs]
+        protocols.extend(connector._acquired)
+        transports = [proto.transport for proto in protocols if proto.transport is not None]
+        transports.extend(connector._cleanup_closed_transports)
+        close = connector._close
+    except AttributeError as exc:
+        import warnings
+
+        import aiohttp
+
+        warnings.warn(
+            f"aiohttp {getattr(aiohttp, '__version__', '?')} changed {exc.name or exc}: "
+            "chatmodels cannot close an abandoned session's sockets",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        return []
     with contextlib.suppress(Exception):
-        connector._close()  # marks it closed; with its loop closed it closes nothing
-    for transport in transports:
-        if transport is not None:
-            _close_orphan(transport)
+        close()  # marks it closed; with its loop closed it closes nothing
+    return [transport for transport in transports if transport is not None]
 
 
 def _close_orphan(transport: Any) -> None:

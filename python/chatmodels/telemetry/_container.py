@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._logging import get_logger
-from ._settings import Level, Settings
+from ._settings import CONTENT_MODES, Level, Settings
 
 if TYPE_CHECKING:
     from ._metrics import Metrics
@@ -29,6 +29,7 @@ __all__ = [
     "SCHEMA_URL",
     "SCOPE",
     "Container",
+    "LoggerProviderKey",
     "MeterProviderKey",
     "Runtime",
     "TracerProviderKey",
@@ -49,6 +50,10 @@ class TracerProviderKey:
 
 class MeterProviderKey:
     """Container key of the OpenTelemetry MeterProvider."""
+
+
+class LoggerProviderKey:
+    """Container key of the OpenTelemetry LoggerProvider (for the content event only)."""
 
 
 def _version() -> str:
@@ -75,7 +80,10 @@ class Runtime:
         "_trace_api",
         "call_metrics",
         "capture_content",
+        "content",
+        "content_events",
         "debug",
+        "event_logger",
         "logger",
         "metrics",
         "off",
@@ -95,6 +103,10 @@ class Runtime:
         self.tracing = settings.tracing
         self.debug = settings.debug
         self.capture_content = settings.capture_content and self.tracing
+        self.content_events = settings.capture_content_events and self.tracing
+        #: whether calls capture content at all (on spans, on events or both)
+        self.content = self.capture_content or self.content_events
+        self.event_logger: Any = None
         self.statics: dict[tuple[Any, ...], Any] = {}
         self.tracer: Any = None
         self.metrics: Metrics = NoOpMetrics()
@@ -112,6 +124,9 @@ class Runtime:
             tracer_provider: Any = container.resolve(TracerProviderKey)
             self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
             self._trace_api = _api_behind_proxy(tracer_provider)
+        if self.content_events:
+            logger_provider: Any = container.resolve(LoggerProviderKey)
+            self.event_logger = logger_provider.get_logger(SCOPE, _version(), schema_url=SCHEMA_URL)
         self.proxied = self._trace_api is not None or self._metrics_api is not None
 
     # The API's global providers are proxies: until the application installs an SDK provider
@@ -161,13 +176,27 @@ class Container:
         self._lock = threading.RLock()
         self._runtime: Runtime | None = None
         self._observer: Any = None
+        self._explicit: set[type[Any]] = set()  # the keys given a singleton
+        self._settings_args: dict[str, Any] = {}  # the level / capture_content `configure` set
         self._install_defaults()
 
     def _install_defaults(self) -> None:
-        self._factories[Settings] = lambda _: Settings.from_env()
-        self._factories[logging.Logger] = lambda _: get_logger()
-        self._factories[TracerProviderKey] = _global_tracer_provider
-        self._factories[MeterProviderKey] = _global_meter_provider
+        self._factories.update(_DEFAULT_FACTORIES)
+
+    def _derive(self) -> Container:
+        """A new container with what was set on this one: its registrations and singletons,
+        and the instances its own factories built (not those of the defaults)."""
+        new = Container()
+        with self._lock:
+            new._factories.update(self._factories)
+            for key, value in self._instances.items():
+                if key in self._explicit or self._factories.get(key) is not _DEFAULT_FACTORIES.get(
+                    key
+                ):
+                    new._instances[key] = value
+            new._explicit = set(self._explicit)
+            new._settings_args = dict(self._settings_args)
+        return new
 
     # -- the container API ---------------------------------------------------------------
 
@@ -185,6 +214,7 @@ class Container:
         """Make `resolve(key)` (default: the instance's type) return `instance`."""
         with self._lock:
             self._instances[key or type(instance)] = instance
+            self._explicit.add(key or type(instance))
             self._runtime = None
         return self
 
@@ -213,6 +243,8 @@ class Container:
         with self._lock:
             self._factories.clear()
             self._instances.clear()
+            self._explicit.clear()
+            self._settings_args.clear()
             self._runtime = None
             self._install_defaults()
 
@@ -242,10 +274,18 @@ class Container:
         """Use this OpenTelemetry MeterProvider instead of the global one."""
         return self.singleton(meter_provider, MeterProviderKey)
 
+    def with_logger_provider(self, logger_provider: Any) -> Container:
+        """Use this OpenTelemetry LoggerProvider (for the content event) instead of the
+        global one."""
+        return self.singleton(logger_provider, LoggerProviderKey)
+
     def with_observability_level(
-        self, level: Level | str, *, capture_content: bool | None = None
+        self, level: Level | str, *, capture_content: bool | str | None = None
     ) -> Container:
         """Set the level (off, metrics, standard, debug) and, optionally, content capture."""
+        self._settings_args["level"] = level
+        if capture_content is not None:
+            self._settings_args["capture_content"] = capture_content
         return self.singleton(Settings.from_env(level=level, capture_content=capture_content))
 
     # -- for the observer ----------------------------------------------------------------
@@ -297,6 +337,29 @@ def _global_meter_provider(_: Container) -> Any:
     return metrics.get_meter_provider()
 
 
+def _global_logger_provider(_: Container) -> Any:
+    from opentelemetry import _logs
+
+    return _logs.get_logger_provider()
+
+
+def _env_settings(_: Container) -> Settings:
+    return Settings.from_env()
+
+
+def _default_logger(_: Container) -> logging.Logger:
+    return get_logger()
+
+
+_DEFAULT_FACTORIES: dict[type[Any], Callable[[Container], Any]] = {
+    Settings: _env_settings,
+    logging.Logger: _default_logger,
+    TracerProviderKey: _global_tracer_provider,
+    MeterProviderKey: _global_meter_provider,
+    LoggerProviderKey: _global_logger_provider,
+}
+
+
 _global: Container | None = None
 _global_lock = threading.Lock()
 
@@ -326,26 +389,57 @@ def configure(
     meter_provider: Any | None = None,
     logger: logging.Logger | None = None,
     level: Level | str | None = None,
-    capture_content: bool | None = None,
+    capture_content: bool | str | None = None,
     container: Container | None = None,
+    reset: bool = False,
+    logger_provider: Any | None = None,
 ) -> Container:
     """Set up chatmodels' telemetry and install it as the global container.
 
-    Each argument is optional: providers default to OpenTelemetry's global ones, the level to
+    Each call changes only what it names and keeps what earlier calls set: after
+    ``configure(tracer_provider=tp)``, ``configure(capture_content=True)`` still sends spans to
+    `tp`. ``reset=True`` starts over from the defaults first: ``configure(reset=True)`` alone
+    puts every default back. The defaults: OpenTelemetry's global providers, the level
     ``standard`` (or CHATMODELS_OBSERVABILITY_LEVEL; OTEL_SDK_DISABLED=true forces ``off``),
-    content capture to OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
+    content capture from OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
+
+    `capture_content`: True (content on spans), False, or where the content goes:
+    ``"NO_CONTENT"``, ``"SPAN_ONLY"``, ``"EVENT_ONLY"`` or ``"SPAN_AND_EVENT"`` (the
+    event is the conventions' ``gen_ai.client.inference.operation.details``, emitted through
+    `logger_provider`, default OpenTelemetry's global one). `container` installs that
+    container instead (the other arguments applied to it).
 
     Example:
         >>> chatmodels.configure(tracer_provider=provider, level="metrics")
+        >>> chatmodels.configure(capture_content=True)  # still `provider`, still "metrics"
+        >>> chatmodels.configure(reset=True)            # back to the defaults
     """
-    built = container if container is not None else Container()
+    if container is not None:
+        built = container
+    elif reset:
+        built = Container()
+    else:
+        current = _global
+        built = current._derive() if current is not None else Container()
     if tracer_provider is not None:
         built.with_tracer_provider(tracer_provider)
     if meter_provider is not None:
         built.with_meter_provider(meter_provider)
+    if logger_provider is not None:
+        built.with_logger_provider(logger_provider)
     if logger is not None:
         built.with_logger(logger)
-    if level is not None or capture_content is not None or container is None:
-        built.singleton(Settings.from_env(level=level, capture_content=capture_content))
+    if level is not None or capture_content is not None:
+        args = built._settings_args
+        if not args and Settings in built._explicit:  # a Settings given as a singleton
+            given = built.resolve(Settings)
+            on = (given.capture_content, given.capture_content_events)
+            mode = next(name for name, value in CONTENT_MODES.items() if value == on)
+            args.update(level=given.level, capture_content=mode)
+        if level is not None:
+            args["level"] = level
+        if capture_content is not None:
+            args["capture_content"] = capture_content
+        built.singleton(Settings.from_env(**args))
     set_container(built)
     return built

@@ -1,6 +1,7 @@
 """Message content in the GenAI conventions' JSON format, for the opt-in span attributes
 gen_ai.input.messages, gen_ai.output.messages, gen_ai.system_instructions and
-gen_ai.tool.definitions (recorded on spans as JSON strings).
+gen_ai.tool.definitions (recorded on spans as JSON strings, on the
+gen_ai.client.inference.operation.details event as structured values: the `*_value` forms).
 
 Accepts chatmodels objects (read by attribute) and OpenAI-style dicts alike.
 """
@@ -11,7 +12,16 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["input_messages", "output_messages", "system_instructions", "tool_definitions"]
+__all__ = [
+    "input_messages",
+    "input_value",
+    "output_messages",
+    "output_value",
+    "system_instructions",
+    "system_value",
+    "tool_definitions",
+    "tools_value",
+]
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -104,13 +114,23 @@ def _message(message: Any) -> dict[str, Any]:
 
 def input_messages(messages: Any) -> str:
     """The input messages as the conventions' JSON (a str is one user message)."""
+    return _dumps(input_value(messages))
+
+
+def input_value(messages: Any) -> list[dict[str, Any]]:
+    """The input messages in the conventions' structure (for an event's attribute)."""
     if isinstance(messages, str):
         messages = [messages]
-    return _dumps([_message(m) for m in messages])
+    return [_message(m) for m in messages]
 
 
 def output_messages(response: Any) -> str:
     """The reply as a one-element list of output messages with its finish_reason."""
+    return _dumps(output_value(response))
+
+
+def output_value(response: Any) -> list[dict[str, Any]]:
+    """`output_messages` in the conventions' structure (for an event's attribute)."""
     message = _get(response, "message")
     if message is not None:
         out = _message(message)
@@ -120,18 +140,28 @@ def output_messages(response: Any) -> str:
         out = {"role": "assistant", "parts": parts}
     out["role"] = "assistant"
     out["finish_reason"] = str(_get(response, "finish_reason") or "stop")
-    return _dumps([out])
+    return [out]
 
 
 def system_instructions(instructions: Any) -> str:
     """System instructions (a str or text parts) as the conventions' JSON."""
+    return _dumps(system_value(instructions))
+
+
+def system_value(instructions: Any) -> list[dict[str, Any]]:
+    """`system_instructions` in the conventions' structure (for an event's attribute)."""
     if isinstance(instructions, str):
         instructions = [instructions]
-    return _dumps([_part(p) for p in instructions])
+    return [_part(p) for p in instructions]
 
 
 def tool_definitions(tools: Iterable[Any]) -> str:
     """Tool definitions as the conventions' JSON: type, name, description, parameters."""
+    return _dumps(tools_value(tools))
+
+
+def tools_value(tools: Iterable[Any]) -> list[dict[str, Any]]:
+    """`tool_definitions` in the conventions' structure (for an event's attribute)."""
     out = []
     for tool in tools:
         function = _get(tool, "function")
@@ -142,4 +172,4 @@ def tool_definitions(tools: Iterable[Any]) -> str:
         if _get(src, "parameters") is not None:
             item["parameters"] = _get(src, "parameters")
         out.append(item)
-    return _dumps(out)
+    return out

@@ -31,7 +31,8 @@ class ChatModelsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        configure(
+        configure(  # an instrument() call states the whole set-up
+            reset=True,
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
             level=kwargs.get("level"),
@@ -42,7 +43,7 @@ class ChatModelsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         install()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        configure(level=Level.OFF)
+        configure(reset=True, level=Level.OFF)
         from . import uninstall
 
         uninstall()

@@ -115,6 +115,11 @@ class TelemetryObserver:
             tracer, metrics = runtime.live()
             if tracer is None and metrics is None:
                 return _QuietScope(runtime, site, request)
+        if site.muted:  # the model's options turn tracing or metrics (or logging) off
+            if not site.tracing:
+                tracer = None
+            if not site.metrics:
+                metrics = None
         stream: bool = request.stream
         fmt = request.response_format
         key = (site, request.model, stream, "text" if fmt is None else fmt.type)
@@ -139,6 +144,8 @@ class TelemetryObserver:
         scope._attached = None
         scope._cid_token = None
         scope._cid = None
+        if static.details:  # the content event: what the call sends, kept for its end
+            scope._details = _details(static, request)
         if tracer is None:
             scope._recording = False
             # Level metrics writes no logs: an id only for an error (in `fail`). Level
@@ -197,7 +204,18 @@ class _Static:
     model, kind and output type shares under one runtime, built once: the span's name and
     start attributes, the metric keys, and what log records name."""
 
-    __slots__ = ("attrs", "key", "keys", "model", "name", "provider", "rt", "stream")
+    __slots__ = (
+        "attrs",
+        "details",
+        "key",
+        "keys",
+        "logs",
+        "model",
+        "name",
+        "provider",
+        "rt",
+        "stream",
+    )
 
     def __init__(self, runtime: Runtime, site: Any, model: str | None, stream: bool, fmt: str):
         operation = site.operation or "chat"
@@ -205,6 +223,9 @@ class _Static:
         address = site.server_address
         port = site.server_port
         self.rt = runtime
+        self.logs: bool = runtime.tracing and site.logging  # whether calls write log records
+        # whether calls emit the content event (a log record too)
+        self.details: bool = runtime.content_events and site.logging
         self.provider: str = site.provider
         self.model = model
         self.stream = stream
@@ -299,6 +320,39 @@ def _log_failure(
     )
 
 
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+
+
+def _details(static: _Static, request: Any) -> dict[str, Any]:
+    """The content event's attributes known at the start: the span's start attributes and
+    the input content, in the conventions' structure."""
+    attrs = _call_attributes(static, request.params, request.conversation_id)
+    attrs["gen_ai.input.messages"] = _content.input_value(request.messages)
+    if request.system_instructions:
+        attrs["gen_ai.system_instructions"] = _content.system_value(request.system_instructions)
+    if request.tools:
+        attrs["gen_ai.tool.definitions"] = _content.tools_value(request.tools)
+    return attrs
+
+
+def _response_attributes(response: Any) -> dict[str, Any]:
+    """The response attributes of the conventions (as `_Scope.end` sets them on the span)."""
+    attrs: dict[str, Any] = {}
+    if response.id:
+        attrs["gen_ai.response.id"] = response.id
+    if response.model:
+        attrs["gen_ai.response.model"] = response.model
+    if response.finish_reason is not None:
+        attrs["gen_ai.response.finish_reasons"] = _reasons(response.finish_reason)
+    usage = response.usage
+    if usage is not None:
+        for field, name in _USAGE:
+            value = getattr(usage, field, None)
+            if value is not None:
+                attrs[name] = value
+    return attrs
+
+
 def _capture_input(span: Any, request: Any) -> None:
     attrs: dict[str, Any] = {}
     messages = getattr(request, "messages", None)
@@ -318,12 +372,13 @@ class _QuietScope:
     span and no metrics, which would go nowhere; the correlation id and the log records of
     failures as at any level. It reads neither chunks nor the response."""
 
-    __slots__ = ("_done", "_rt", "_token", "correlation_id", "model", "provider")
+    __slots__ = ("_done", "_logs", "_rt", "_token", "correlation_id", "model", "provider")
 
     observes_chunks = False
 
     def __init__(self, runtime: Runtime, site: Any, request: Any) -> None:
         self._rt = runtime
+        self._logs: bool = runtime.tracing and site.logging
         self.provider: str = site.provider
         self.model: str | None = request.model
         self._done = False
@@ -338,7 +393,7 @@ class _QuietScope:
 
     def attempt(self, number: int, error: BaseException | None) -> None:
         """A failed attempt is logged (an attempt that succeeded records nothing)."""
-        if error is not None and self._rt.tracing:
+        if error is not None and self._logs:
             _log_attempt(self._rt, self, number, error, self.correlation_id, None)
 
     def chunk(self, chunk: Any) -> None:
@@ -360,7 +415,7 @@ class _QuietScope:
             cid = self.correlation_id = current_correlation_id() or new_correlation_id()
         if hasattr(error, "correlation_id"):
             error.correlation_id = cid
-        if self._rt.tracing:
+        if self._logs:
             _log_failure(self._rt, self, error, error_type(error), cid, None)
         self.close()
 
@@ -382,6 +437,7 @@ class _Scope:
         "_attached",
         "_cid",
         "_cid_token",
+        "_details",
         "_done",
         "_metrics",
         "_recording",
@@ -394,6 +450,7 @@ class _Scope:
     _attached: Any  # the Token of the context this call's span is current in, or None
     _cid: str | None  # None with a recording span: its trace id, on demand
     _cid_token: Any
+    _details: dict[str, Any]  # set only when the call emits the content event
     _done: bool
     _metrics: Any
     _recording: bool
@@ -428,7 +485,7 @@ class _Scope:
         if self._recording:
             span.add_event("chatmodels.attempt", attrs)
         static = self._static
-        if error is not None and static.rt.tracing:
+        if error is not None and static.logs:
             self._in_span(_log_attempt, static.rt, static, number, error, self.correlation_id, span)
 
     def chunk(self, chunk: Any) -> None:
@@ -506,6 +563,8 @@ class _Scope:
         if token is not None:
             self._cid_token = None
             reset_correlation_id(token)
+        if static.details:
+            self._emit_details(response, None)
 
     def fail(self, error: BaseException) -> None:
         """The call failed with `error`; sets its correlation_id."""
@@ -528,11 +587,13 @@ class _Scope:
             span.record_exception(error)
             span.set_status(otel.Status(otel.ERROR, str(error)))
         static = self._static
-        if static.rt.tracing:
+        if static.logs:
             self._in_span(_log_failure, static.rt, static, error, code, cid, span)
         if span is not None:
             self._finish_span(span)
         self._release()
+        if static.details:
+            self._emit_details(None, code)
 
     def close(self) -> None:
         """End a stream abandoned before its end (closed early or garbage-collected)."""
@@ -546,8 +607,29 @@ class _Scope:
                 span.set_attribute("chatmodels.stream.closed_early", True)
             self._finish_span(span)
         self._release()
+        if self._static.details:
+            self._emit_details(None, None)
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _emit_details(self, response: Any, code: str | None) -> None:
+        """Emit the conventions' ``gen_ai.client.inference.operation.details`` event: the
+        call's attributes and its content, in the call's trace. Never raises."""
+        try:
+            attrs = self._details
+            if response is not None:
+                attrs.update(_response_attributes(response))
+                attrs["gen_ai.output.messages"] = _content.output_value(response)
+            if code is not None:
+                attrs["error.type"] = code
+            otel = _otel()
+            span = self._span
+            context = otel.set_span_in_context(span) if span is not None else None
+            self._static.rt.event_logger.emit(
+                otel.LogRecord(event_name=DETAILS_EVENT, attributes=attrs, context=context)
+            )
+        except Exception:  # never break the caller over telemetry
+            pass
 
     def _in_span(self, log: Callable[..., None], *args: Any) -> None:
         """Write a log record while this call's span is current (a stream's span is made
@@ -695,6 +777,7 @@ class _OTel:
         "Context",
         "ERROR",
         "INTERNAL",
+        "LogRecord",
         "Status",
         "attach",
         "current",
@@ -715,6 +798,9 @@ class _OTel:
         self.INTERNAL = trace.SpanKind.INTERNAL
         self.ERROR = StatusCode.ERROR
         self.Status = Status
+        from opentelemetry._logs import LogRecord
+
+        self.LogRecord = LogRecord
         self.set_span_in_context = trace.set_span_in_context
         self.attach: Callable[[Any], Any] = context.attach
         self.detach: Callable[[Any], None] = context.detach
