@@ -459,8 +459,8 @@ def test_async_creator_past_its_timeout_is_cancelled(
 
     def create() -> object:
         if via == "new_registry_provider":
-            return chatmodels.new_registry_provider("aslow", timeout=0.2)
-        return asyncio.run(chatmodels.anew_registry_provider("aslow", timeout=0.2))
+            return chatmodels.new_registry_provider("aslow", creation_timeout=0.2)
+        return asyncio.run(chatmodels.anew_registry_provider("aslow", creation_timeout=0.2))
 
     with pytest.raises(chatmodels.CreationTimeoutError) as info:
         create()
