@@ -60,6 +60,10 @@ if TYPE_CHECKING:
 
     from ._health import HealthReport, ahealth_check, health_check
     from ._model import AsyncChatStream, ChatModel, ChatStream
+    from ._routes._deployment import Deployment
+    from ._routes._model import RoutedModel, RouteHealth
+    from ._routes._route import register_route
+    from ._routes._types import Breaker, DeploymentStatus
     from ._types import (
         ChatChunk,
         ChatResponse,
@@ -81,6 +85,10 @@ if TYPE_CHECKING:
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
     "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
+    "._routes._deployment": ("Deployment",),
+    "._routes._model": ("RouteHealth", "RoutedModel"),
+    "._routes._route": ("register_route",),
+    "._routes._types": ("Breaker", "DeploymentStatus"),
     "._types": (
         "ChatChunk",
         "ChatResponse",
@@ -106,6 +114,7 @@ __all__ = [
     "AsyncChatStream",
     "AuthenticationError",
     "BadRequestError",
+    "Breaker",
     "CancelledError",
     "Capability",
     "CapabilityNotSupportedError",
@@ -119,6 +128,8 @@ __all__ = [
     "CreationError",
     "CreationTimeoutError",
     "Creator",
+    "Deployment",
+    "DeploymentStatus",
     "ErrorCode",
     "FinishReason",
     "HealthReport",
@@ -141,6 +152,8 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "ReasoningPart",
+    "RouteHealth",
+    "RoutedModel",
     "Secret",
     "TextPart",
     "TimeoutError",
@@ -162,6 +175,7 @@ __all__ = [
     "new_registry_provider",
     "register_global",
     "register_global_with_metadata",
+    "register_route",
     "unregister_provider",
 ]
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from .._errors import InvalidConfigError
 
-__all__ = ["Breaker", "CircuitState", "DeploymentStatus"]
+__all__ = ["DEFAULT_BREAKER", "Breaker", "CircuitState", "DeploymentStatus"]
 
 CircuitState = Literal["closed", "open", "half_open"]
 
@@ -100,3 +100,7 @@ class DeploymentStatus:
     rpm_left: int | None
     tpm_left: int | None
     latency: float | None
+
+
+DEFAULT_BREAKER = Breaker()
+"""The breaker a route gets unless it says otherwise."""
