@@ -57,6 +57,8 @@ LATENCY_EXPLORE = 0.05
 """The share of ``latency``-strategy calls sent to a random deployment first, so that every
 deployment's estimate stays fresh."""
 
+_MIN_ATTEMPT = 0.001  # an attempt left less than this of the deadline is not started
+
 _SUCCESS = int(Outcome.SUCCESS)
 _FAILURE = int(Outcome.FAILURE)
 _NOT_COUNTED = int(Outcome.NOT_COUNTED)
@@ -118,6 +120,7 @@ class _Call:
 
     __slots__ = (
         "attempts",
+        "by_deadline",
         "deadline",
         "est",
         "min_window",
@@ -139,21 +142,25 @@ class _Call:
         if limit is None:
             limit = route.timeout
         self.deadline = None if limit is None else time.monotonic() + limit
+        self.by_deadline = False  # whether the last attempt was given all the deadline left
         self.tried: list[int] = []
         self.attempts: list[ChatModelError] = []
         self.min_window: int | None = None
         self.waited = 0.0
         self.scope = _telemetry.start(route, "stream" if stream else "invoke")
 
-    def remaining(self) -> float | None:
-        """Seconds left of the call's deadline (None: no deadline); raises once it ran out."""
+    def remaining(self, index: int) -> float | None:
+        """The timeout of an attempt on deployment `index`: what is left of the call's
+        deadline, at most the deployment's own; raises once the deadline ran out."""
+        own = self.route.attempt_limits[index]
         deadline = self.deadline
         if deadline is None:
-            return None
+            return own
         left: float = deadline - time.monotonic()
-        if left <= 0:
+        if left < _MIN_ATTEMPT:
             raise self._timeout()
-        return left
+        self.by_deadline = own is None or own > left
+        return left if self.by_deadline else own
 
     def order(self) -> list[int]:
         """The eligible deployments not yet tried, in the strategy's order."""
@@ -250,6 +257,8 @@ class _Call:
         if code is _CONTEXT:
             window = route.windows[index]
             self.min_window = max(window or 0, self.min_window or 0)
+        if code is ErrorCode.TIMEOUT and self.by_deadline:
+            raise self._timeout()  # the call's own deadline ran out, not the deployment
         moves = moves and may_move
         if moves:
             self.scope.failover(index, error)
@@ -400,7 +409,7 @@ class RoutedModel(ChatModel):
                 assert not isinstance(admission, float)
                 model = route.models[admission.index]
                 try:
-                    left = call.remaining()
+                    left = call.remaining(admission.index)
                     start = time.perf_counter()
                     with call.scope.attempt(admission.index, len(call.attempts) + 1):
                         response = model.invoke(msgs, timeout=left, **params)
@@ -438,7 +447,7 @@ class RoutedModel(ChatModel):
                 assert not isinstance(admission, float)
                 model = route.models[admission.index]
                 try:
-                    left = call.remaining()
+                    left = call.remaining(admission.index)
                     start = time.perf_counter()
                     with call.scope.attempt(admission.index, len(call.attempts) + 1):
                         response = await model.ainvoke(msgs, timeout=left, **params)
@@ -488,7 +497,7 @@ class RoutedModel(ChatModel):
                 model = route.models[admission.index]
                 number = len(call.attempts) + 1
                 try:
-                    left = call.remaining()
+                    left = call.remaining(admission.index)
                     start = time.perf_counter()
                     with call.scope.attempt(admission.index, number):
                         stream = model.stream(msgs, timeout=left, **params)
@@ -546,7 +555,7 @@ class RoutedModel(ChatModel):
                 model = route.models[admission.index]
                 number = len(call.attempts) + 1
                 try:
-                    left = call.remaining()
+                    left = call.remaining(admission.index)
                     start = time.perf_counter()
                     with call.scope.attempt(admission.index, number):
                         stream = model.astream(msgs, timeout=left, **params)

@@ -10,6 +10,7 @@ replaced or unregistered closes its models once its calls have drained.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .._model import ChatModel
     from .._registry import ProviderRegistry
     from ._model import RoutedModel
+
+logger = logging.getLogger("chatmodels.routes")
 
 __all__ = [
     "DEFAULT_FAILOVER",
@@ -103,6 +106,10 @@ class Route:
         self.masks = tuple(capability_mask(m.metadata.capabilities) for m in models)
         self.windows = tuple(d.context_window for d in deployments)
         self.weights = tuple(float(d.weight) for d in deployments)
+        # Each attempt gets what is left of the call's deadline, and at most the deployment's
+        # own request timeout (its `timeout` option), so a hanging deployment leaves time to
+        # fail over.
+        self.attempt_limits = tuple(m.options.timeout for m in models)
         # The registry's version when the models were checked against its entries (a
         # replaced provider entry is picked up at the next call after a write).
         self.version = registry.version
@@ -206,9 +213,15 @@ class Route:
                     models[i] = _create(registry, self.name, i, self.deployments[i])
                     made.append(models[i])
                     entries[i] = entry
-            except ChatModelError:
+            except ChatModelError as exc:
                 for model in made:
                     model.close()
+                logger.warning(
+                    "route %r keeps its models: a replaced provider entry could not create"
+                    " one: %s",
+                    self.name,
+                    exc,
+                )
                 self.version = version  # keep serving with the models it has
                 return self
             successor = Route(
