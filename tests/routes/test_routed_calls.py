@@ -209,13 +209,17 @@ def test_a_stream_fails_over_only_before_its_first_chunk(
 def test_context_length_moves_only_to_a_larger_declared_window(
     reg: ProviderRegistry, servers: Any
 ) -> None:
-    too_long = ScriptedError(400, message="maximum context length exceeded",
-                             code="context_length_exceeded")
+    too_long = ScriptedError(
+        400, message="maximum context length exceeded", code="context_length_exceeded"
+    )
     small, same, large = servers(too_long), servers(), servers()
     reg.register_route(
         "chat",
-        [dep(small, context_window=8000), dep(same, context_window=8000),
-         dep(large, context_window=128_000)],
+        [
+            dep(small, context_window=8000),
+            dep(same, context_window=8000),
+            dep(large, context_window=128_000),
+        ],
     )
     assert reg.create("chat").invoke("hi").text == "Echo: hi"
     assert (chats(small), chats(same), chats(large)) == (1, 0, 1)

@@ -217,8 +217,7 @@ class Route:
                 for model in made:
                     model.close()
                 logger.warning(
-                    "route %r keeps its models: a replaced provider entry could not create"
-                    " one: %s",
+                    "route %r keeps its models: a replaced provider entry could not create one: %s",
                     self.name,
                     exc,
                 )
