@@ -197,7 +197,7 @@ def _toml() -> Any:
 
         return tomllib
     try:
-        import tomli
+        import tomli  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover - Python 3.10 without the tomli backport
         raise InvalidConfigError(
             "reading a TOML config on Python 3.10 needs tomli: pip install tomli",
