@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -622,6 +623,13 @@ def _create_global() -> ProviderRegistry:
 def _populate(registry: ProviderRegistry) -> None:
     _builtins.register_builtins(registry)
     registry.load_plugins()
+    path = os.environ.get("CHATMODELS_CONFIG")
+    if path:
+        # A refused file raises here and the global registry is not kept, so every first use
+        # reports it until the file is fixed.
+        from ._routes._config import load_config
+
+        load_config(path, registry=registry)
 
 
 def _swap_global_registry(registry: ProviderRegistry | None) -> ProviderRegistry | None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ChatModelError, InvalidConfigError, suggest
 from ._deployment import Deployment
-from ._route import STRATEGIES
+from ._route import STRATEGIES, Route, _route_of
 from ._types import Breaker
 
 if TYPE_CHECKING:
@@ -277,23 +277,40 @@ def load_config(
                     op="load_config",
                 )
     done: list[str] = []
-    previous: dict[str, Any] = {}
+    previous: dict[str, Route] = {}
     try:
         for spec in specs:
-            if replace and registry.is_registered(spec.name):
-                previous[spec.name] = registry._table.get(spec.name, "load_config")
+            old = _route_of(registry, spec.name) if replace else None
+            if old is not None:
+                previous[spec.name] = old
             registry.register_route(spec.name, spec.deployments, replace=replace, **spec.settings)
             done.append(spec.name)
     except ChatModelError as exc:
-        for name in reversed(done):  # nothing from a refused file stays registered
-            if name in previous:
-                entry = previous[name]
-                registry._table.insert(
-                    name, entry, entry.metadata.capability_mask, True, "load_config"
-                )
-            else:
-                registry.unregister(name)
+        _undo(registry, done, previous)
+        if not isinstance(exc, InvalidConfigError):
+            raise
         raise InvalidConfigError(
             f"{shown}: routes.{spec.name}: {exc.detail}", op="load_config"
         ) from exc
     return done
+
+
+def _undo(registry: ProviderRegistry, done: list[str], previous: dict[str, Route]) -> None:
+    """Take back the routes a refused file registered; the ones it replaced come back (with
+    new models and fresh state: the old ones were closed)."""
+    for name in reversed(done):
+        old = previous.get(name)
+        if old is None:
+            registry.unregister(name)
+            continue
+        registry.register_route(
+            name,
+            old.deployments,
+            strategy=old.strategy,
+            timeout=old.timeout,
+            failover_on=old.failover_on,
+            breaker=old.breaker,
+            max_wait=old.max_wait,
+            clock=old.clock,
+            replace=True,
+        )
