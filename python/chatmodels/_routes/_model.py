@@ -59,6 +59,8 @@ deployment's estimate stays fresh."""
 
 _MIN_ATTEMPT = 0.001  # an attempt left less than this of the deadline is not started
 
+_MESSAGE_CHARS = 4 * CHARS_PER_TOKEN  # a message's own overhead, in characters
+
 _SUCCESS = int(Outcome.SUCCESS)
 _FAILURE = int(Outcome.FAILURE)
 _NOT_COUNTED = int(Outcome.NOT_COUNTED)
@@ -78,31 +80,39 @@ def estimate_tokens(messages: Sequence[Any], max_tokens: object) -> tuple[int, i
     Input: the messages' text at `CHARS_PER_TOKEN` characters a token (4 tokens of overhead
     a message); output: ``max_tokens``, else `DEFAULT_OUTPUT_TOKENS`.
     """
-    chars = 0
-    for msg in messages:
-        chars += len(msg.text) + 4 * CHARS_PER_TOKEN
-    tokens_in = -(-chars // CHARS_PER_TOKEN)
+    tokens_in, _ = _scan(messages)
     out = max_tokens if type(max_tokens) is int and max_tokens > 0 else DEFAULT_OUTPUT_TOKENS
     return tokens_in, tokens_in + out
 
 
-def _needs(messages: Sequence[Any], params: Mapping[str, Any], stream: bool) -> int:
-    """The capability bits a call needs of a deployment."""
-    needs = _STREAMING if stream else 0
-    if params:
-        if params.get("tools"):
-            needs |= _TOOLS
-        fmt = params.get("response_format")
-        if fmt is not None:
-            kind = fmt if isinstance(fmt, str) else getattr(fmt, "get", lambda _k: None)("type")
-            if kind == "json_object":
-                needs |= _JSON
-            elif (kind is not None and kind != "text") or isinstance(fmt, type):
-                needs |= _SCHEMA
+def _scan(messages: Sequence[Any]) -> tuple[int, int]:
+    """The estimated input tokens of `messages`, and the capability bits their content needs
+    (images: vision), in one pass."""
+    chars = 0
+    needs = 0
     for msg in messages:
         content = msg.content
-        if type(content) is not str and any(isinstance(p, ImagePart) for p in content):
-            needs |= _VISION
+        if type(content) is str:
+            chars += len(content) + _MESSAGE_CHARS
+        else:
+            chars += len(msg.text) + _MESSAGE_CHARS
+            if any(isinstance(p, ImagePart) for p in content):
+                needs |= _VISION
+    return -(-chars // CHARS_PER_TOKEN), needs
+
+
+def _param_needs(params: Mapping[str, Any]) -> int:
+    """The capability bits a call's parameters need of a deployment."""
+    needs = 0
+    if params.get("tools"):
+        needs |= _TOOLS
+    fmt = params.get("response_format")
+    if fmt is not None:
+        kind = fmt if isinstance(fmt, str) else getattr(fmt, "get", lambda _k: None)("type")
+        if kind == "json_object":
+            needs |= _JSON
+        elif (kind is not None and kind != "text") or isinstance(fmt, type):
+            needs |= _SCHEMA
     return needs
 
 
@@ -136,11 +146,19 @@ class _Call:
         self, route: Route, messages: Sequence[Any], params: dict[str, Any], stream: bool
     ) -> None:
         self.route = route
-        self.needs = _needs(messages, params, stream)
-        self.tokens_in, self.est = estimate_tokens(messages, params.get("max_tokens"))
-        limit = params.pop("timeout", None)
-        if limit is None:
-            limit = route.timeout
+        tokens_in, needs = _scan(messages)
+        max_tokens = None
+        limit = route.timeout
+        if params:
+            needs |= _param_needs(params)
+            max_tokens = params.get("max_tokens")
+            given = params.pop("timeout", None)
+            if given is not None:
+                limit = given
+        self.needs = needs | _STREAMING if stream else needs
+        self.tokens_in = tokens_in
+        out = max_tokens if type(max_tokens) is int and max_tokens > 0 else DEFAULT_OUTPUT_TOKENS
+        self.est = tokens_in + out
         self.deadline = None if limit is None else time.monotonic() + limit
         self.by_deadline = False  # whether the last attempt was given all the deadline left
         self.tried: list[int] = []
@@ -165,6 +183,18 @@ class _Call:
     def order(self) -> list[int]:
         """The eligible deployments not yet tried, in the strategy's order."""
         route = self.route
+        tried, needs = self.tried, self.needs
+        if not tried and route.plain and needs & route.common_mask == needs:
+            # Nothing tried, no windows declared, every deployment has what the call needs.
+            if route.strategy == "priority":
+                return route.indices  # type: ignore[return-value]
+            out = list(route.indices)
+        else:
+            out = self._eligible()
+        return self._sorted(out)
+
+    def _eligible(self) -> list[int]:
+        route = self.route
         tried, needs, masks, windows = self.tried, self.needs, route.masks, route.windows
         want = self.est
         floor = self.min_window
@@ -178,6 +208,10 @@ class _Call:
             if floor is not None and (window is None or window <= floor):
                 continue
             out.append(i)
+        return out
+
+    def _sorted(self, out: list[int]) -> list[int]:
+        route = self.route
         strategy = route.strategy
         if strategy == "priority" or len(out) < 2:
             return out
@@ -386,8 +420,9 @@ class RoutedModel(ChatModel):
 
     def _start(
         self, messages: MessagesLike, params: dict[str, Any], stream: bool, op: str
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        msgs = to_messages(messages, op)
+    ) -> tuple[list[Any], dict[str, Any]]:
+        # A list of Message objects: the deployment's own check of it is the cheapest.
+        msgs = list(to_messages(messages, op))
         if self._defaults:
             params = {**self._defaults, **params}
         return msgs, params
@@ -403,10 +438,9 @@ class RoutedModel(ChatModel):
             call = _Call(route, msgs, params, False)
             while True:
                 admission = call.choose()
-                if type(admission) is float:
+                if isinstance(admission, float):
                     time.sleep(admission)
                     continue
-                assert not isinstance(admission, float)
                 model = route.models[admission.index]
                 try:
                     left = call.remaining(admission.index)
@@ -441,10 +475,9 @@ class RoutedModel(ChatModel):
             call = _Call(route, msgs, params, False)
             while True:
                 admission = call.choose()
-                if type(admission) is float:
+                if isinstance(admission, float):
                     await asyncio.sleep(admission)
                     continue
-                assert not isinstance(admission, float)
                 model = route.models[admission.index]
                 try:
                     left = call.remaining(admission.index)
@@ -482,7 +515,7 @@ class RoutedModel(ChatModel):
         return AsyncChatStream(self._astream_batches_of(msgs, params), NOOP_SCOPE, self, "astream")
 
     def _stream_batches_of(
-        self, msgs: tuple[Any, ...], params: dict[str, Any]
+        self, msgs: list[Any], params: dict[str, Any]
     ) -> Iterator[Sequence[ChatChunk]]:
         route = self._enter("stream")
         call = None
@@ -490,10 +523,9 @@ class RoutedModel(ChatModel):
             call = _Call(route, msgs, params, True)
             while True:
                 admission = call.choose()
-                if type(admission) is float:
+                if isinstance(admission, float):
                     time.sleep(admission)
                     continue
-                assert not isinstance(admission, float)
                 model = route.models[admission.index]
                 number = len(call.attempts) + 1
                 try:
@@ -538,7 +570,7 @@ class RoutedModel(ChatModel):
             route.exit()
 
     async def _astream_batches_of(
-        self, msgs: tuple[Any, ...], params: dict[str, Any]
+        self, msgs: list[Any], params: dict[str, Any]
     ) -> AsyncIterator[Sequence[ChatChunk]]:
         import asyncio
 
@@ -548,10 +580,9 @@ class RoutedModel(ChatModel):
             call = _Call(route, msgs, params, True)
             while True:
                 admission = call.choose()
-                if type(admission) is float:
+                if isinstance(admission, float):
                     await asyncio.sleep(admission)
                     continue
-                assert not isinstance(admission, float)
                 model = route.models[admission.index]
                 number = len(call.attempts) + 1
                 try:

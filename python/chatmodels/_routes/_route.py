@@ -104,7 +104,10 @@ class Route:
         self._entries = entries
         self.indices = tuple(range(len(deployments)))
         self.masks = tuple(capability_mask(m.metadata.capabilities) for m in models)
+        self.common_mask = capability_mask(metadata.capabilities)
         self.windows = tuple(d.context_window for d in deployments)
+        # No declared context windows: eligibility is the capabilities alone.
+        self.plain = all(w is None for w in self.windows)
         self.weights = tuple(float(d.weight) for d in deployments)
         # Each attempt gets what is left of the call's deadline, and at most the deployment's
         # own request timeout (its `timeout` option), so a hanging deployment leaves time to
