@@ -297,7 +297,8 @@ def test_half_open_admits_one_trial_and_its_failure_reopens(make_state: MakeStat
     state = make_state([Limits()], Breaker(failures=1, cooldown=5.0))
     fail(state, 0.0)
     trial = state.try_acquire(0, 5.0, 0)
-    assert trial.admitted and trial.trial
+    assert trial.admitted
+    assert trial.trial
     second = state.try_acquire(0, 5.0, 0)
     assert (second.reason, second.wait) == (Reason.TRIAL_TAKEN, None)
     state.release(0, trial.ticket, 6.0, Outcome.FAILURE)

@@ -272,6 +272,8 @@ class RouteState:
 
     def acquire_first(self, order: Sequence[int], now: float, est_tokens: int) -> RouteAdmission:
         """`try_acquire` on each of `order` in turn; the first admission, or a refusal."""
+        for index in order:  # all checked before any is taken, as the Rust core does
+            self._deployment(index)
         first: RouteAdmission | None = None
         best: RouteAdmission | None = None
         for index in order:
