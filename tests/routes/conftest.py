@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from chatmodels._routes._state import Limits, RouteState, new_route_state
 from chatmodels._routes._types import Breaker
-
-MakeState = Callable[..., RouteState]
+from route_helpers import MakeState
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pytest
 from chatmodels._routes._state import Limits, Outcome, Reason, RouteState, new_route_state
 from chatmodels._routes._types import Breaker
-from conftest import MakeState
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from route_helpers import MakeState
 
 MASK = (1 << 64) - 1
 

@@ -15,10 +15,10 @@ from chatmodels._routes._state import (
     new_route_state,
 )
 from chatmodels._routes._types import Breaker
-from conftest import MakeState
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from route_helpers import MakeState
 
 
 class RateModel:
