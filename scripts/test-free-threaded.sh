@@ -13,4 +13,5 @@ rm -rf dist-ft
 .venv-ft/bin/python -m pip install -q --only-binary=:all: --group test-free-threaded dist-ft/chatmodels-*.whl
 .venv-ft/bin/python -m pytest \
     tests/free_threaded tests/test_registry.py tests/test_global_registry.py \
-    tests/test_bad_input.py tests/test_parity_stateful.py tests/test_thread_stress.py
+    tests/test_bad_input.py tests/test_parity_stateful.py tests/test_thread_stress.py \
+    tests/routes

@@ -6,7 +6,8 @@ errors (built by the factories in `chatmodels._errors`). Reads take no lock; wri
 snapshot and publish it atomically. Safe on free-threaded CPython (the module does not enable
 the GIL). `RouteState` is the twin of `chatmodels._routes._pystate.RouteState` (the rules are
 in `chatmodels._routes._state`): a short critical section per deployment for each decision,
-atomic reads for `in_flight` and `latency`. A Rust panic is raised as `chatmodels._errors.InternalError`, never an abort.
+atomic reads for `in_flight` and `latency`. A Rust panic in the table is raised as
+`chatmodels._errors.InternalError`, never an abort.
 """
 
 from collections.abc import Sequence

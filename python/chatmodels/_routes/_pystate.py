@@ -23,6 +23,9 @@ _CLOSED, _OPEN, _HALF_OPEN = 0, 1, 2
 _NAMES: tuple[CircuitState, ...] = ("closed", "open", "half_open")
 _MAX_LEVEL = 64
 _MASK = (1 << 64) - 1
+_CIRCUIT_OPEN = int(Reason.CIRCUIT_OPEN)
+_TRIAL_TAKEN = int(Reason.TRIAL_TAKEN)
+_CONCURRENCY = int(Reason.CONCURRENCY)
 _RPM = int(Reason.RPM)
 _TPM = int(Reason.TPM)
 _SUCCESS = int(Outcome.SUCCESS)
@@ -244,15 +247,13 @@ class RouteState:
             if d.state != _CLOSED:
                 if d.state == _OPEN:
                     if now < d.open_until:
-                        return RouteAdmission(
-                            Reason.CIRCUIT_OPEN, index, -1, d.open_until - now, False
-                        )
+                        return RouteAdmission(_CIRCUIT_OPEN, index, -1, d.open_until - now, False)
                     d.state = _HALF_OPEN
                 if d.trial is not None:
-                    return RouteAdmission(Reason.TRIAL_TAKEN, index, -1, None, False)
+                    return RouteAdmission(_TRIAL_TAKEN, index, -1, None, False)
                 trial = True
             if d.max_concurrency is not None and d.in_flight >= d.max_concurrency:
-                return RouteAdmission(Reason.CONCURRENCY, index, -1, None, False)
+                return RouteAdmission(_CONCURRENCY, index, -1, None, False)
             ticket = d.next_ticket
             if d.logging:
                 d.expire(now)
@@ -271,6 +272,8 @@ class RouteState:
 
     def acquire_first(self, order: Sequence[int], now: float, est_tokens: int) -> RouteAdmission:
         """`try_acquire` on each of `order` in turn; the first admission, or a refusal."""
+        for index in order:  # all checked before any is taken, as the Rust core does
+            self._deployment(index)
         first: RouteAdmission | None = None
         best: RouteAdmission | None = None
         for index in order:
@@ -287,7 +290,7 @@ class RouteState:
             return best
         if first is not None:
             return first
-        return RouteAdmission(Reason.CIRCUIT_OPEN, -1, -1, None, False)
+        return RouteAdmission(_CIRCUIT_OPEN, -1, -1, None, False)
 
     def release(
         self,
