@@ -31,13 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_chat import MESSAGES, Servers  # noqa: E402
-
-import chatmodels  # noqa: E402
-from chatmodels import Deployment, ProviderRegistry  # noqa: E402
-from chatmodels._builtins import register_builtins  # noqa: E402
-from chatmodels._routes._state import Limits, Outcome, new_route_state  # noqa: E402
-from chatmodels._routes._types import Breaker  # noqa: E402
+import chatmodels
+from bench_chat import MESSAGES, Servers
+from chatmodels import Deployment, ProviderRegistry
+from chatmodels._builtins import register_builtins
+from chatmodels._routes._state import Limits, Outcome, new_route_state
+from chatmodels._routes._types import Breaker
 
 
 def cpu_rounds(
@@ -124,7 +123,10 @@ def failover_cost(url: str, number: int, repeat: int) -> None:
     reg.register_route("straight", [Deployment("openai", options(url))], breaker=None)
     failover, straight = reg.create("failover"), reg.create("straight")
     times = wall_rounds(
-        {"straight": lambda: straight.invoke(MESSAGES), "failover": lambda: failover.invoke(MESSAGES)},
+        {
+            "straight": lambda: straight.invoke(MESSAGES),
+            "failover": lambda: failover.invoke(MESSAGES),
+        },
         number,
         repeat,
     )
@@ -165,10 +167,10 @@ def choosing_scaling(ops: int) -> None:
             t.join()
         return (time.perf_counter() - start) / (per * threads) * 1e9
 
+    order = [0, 1, 2]
+    success = int(Outcome.SUCCESS)
     for backend in ("rust", "python"):
         state = new_route_state([Limits()] * 3, Breaker(), backend=backend)  # type: ignore[arg-type]
-        order = [0, 1, 2]
-        success = int(Outcome.SUCCESS)
 
         def make_op(state: object = state) -> Callable[[], object]:
             clock = time.monotonic
