@@ -59,6 +59,10 @@ if TYPE_CHECKING:
 
     from ._health import HealthReport, ahealth_check, health_check
     from ._model import AsyncChatStream, ChatModel, ChatStream
+    from ._routes._deployment import Deployment
+    from ._routes._model import RoutedModel, RouteHealth
+    from ._routes._route import register_route
+    from ._routes._types import Breaker, DeploymentStatus
     from ._types import (
         ChatChunk,
         ChatResponse,
@@ -80,6 +84,10 @@ if TYPE_CHECKING:
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
     "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
+    "._routes._deployment": ("Deployment",),
+    "._routes._model": ("RouteHealth", "RoutedModel"),
+    "._routes._route": ("register_route",),
+    "._routes._types": ("Breaker", "DeploymentStatus"),
     "._types": (
         "ChatChunk",
         "ChatResponse",
@@ -105,6 +113,7 @@ __all__ = [
     "AsyncChatStream",
     "AuthenticationError",
     "BadRequestError",
+    "Breaker",
     "Capability",
     "CapabilityNotSupportedError",
     "ChatChunk",
@@ -117,6 +126,8 @@ __all__ = [
     "CreationError",
     "CreationTimeoutError",
     "Creator",
+    "Deployment",
+    "DeploymentStatus",
     "ErrorCode",
     "FinishReason",
     "HealthReport",
@@ -139,6 +150,8 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "ReasoningPart",
+    "RouteHealth",
+    "RoutedModel",
     "Secret",
     "TextPart",
     "TimeoutError",
@@ -160,6 +173,7 @@ __all__ = [
     "new_registry_provider",
     "register_global",
     "register_global_with_metadata",
+    "register_route",
     "unregister_provider",
 ]
 

@@ -1,14 +1,19 @@
-"""The Rust core of chatmodels (PyO3): the registry table and the metric aggregator.
+"""The Rust core of chatmodels (PyO3): the registry table, the metric aggregator and the
+route state.
 
 `RegistryTable` is the twin of `chatmodels._pytable.RegistryTable`: same methods, results and
 errors (built by the factories in `chatmodels._errors`). Reads take no lock; writes build a new
 snapshot and publish it atomically. Safe on free-threaded CPython (the module does not enable
-the GIL). A Rust panic is raised as `chatmodels._errors.InternalError`, never an abort.
+the GIL). `RouteState` is the twin of `chatmodels._routes._pystate.RouteState` (the rules are
+in `chatmodels._routes._state`): a short critical section per deployment for each decision,
+atomic reads for `in_flight` and `latency`. A Rust panic in the table is raised as
+`chatmodels._errors.InternalError`, never an abort.
 """
 
-from typing import Any, final
+from collections.abc import Sequence
+from typing import Any, Literal, final
 
-__all__ = ["MetricAggregator", "RegistryTable"]
+__all__ = ["MetricAggregator", "RegistryTable", "RouteAdmission", "RouteSnapshot", "RouteState"]
 
 @final
 class RegistryTable:
@@ -95,6 +100,91 @@ class MetricAggregator:
 
     def dropped(self) -> int:
         """How many values were dropped because the buffer was full."""
+
+@final
+class RouteAdmission:
+    """The answer of `RouteState.try_acquire` (see `chatmodels._routes._state.Admission`)."""
+
+    @property
+    def reason(self) -> int:
+        """A `Reason`: 0 (ADMITTED) when admitted."""
+
+    @property
+    def index(self) -> int:
+        """The deployment this answer is about (-1 when there was no candidate)."""
+
+    @property
+    def ticket(self) -> int:
+        """What `release` needs; -1 when refused."""
+
+    @property
+    def wait(self) -> float | None:
+        """Seconds until the refusing condition may lift (None: unknown)."""
+
+    @property
+    def trial(self) -> bool:
+        """Whether this admission is the half-open circuit's trial call."""
+
+    @property
+    def admitted(self) -> bool:
+        """Whether the call may go to the deployment."""
+
+@final
+class RouteSnapshot:
+    """One deployment's state at a time (see `chatmodels._routes._state.StateSnapshot`)."""
+
+    @property
+    def circuit(self) -> Literal["closed", "open", "half_open"]: ...
+    @property
+    def seconds_until_close(self) -> float: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def rpm_left(self) -> int | None: ...
+    @property
+    def tpm_left(self) -> int | None: ...
+    @property
+    def latency(self) -> float | None: ...
+
+@final
+class RouteState:
+    """The in-process state of a route's deployments; the twin of
+    `chatmodels._routes._pystate.RouteState` (same arguments, results and errors)."""
+
+    def __new__(
+        cls,
+        limits: list[tuple[int | None, int | None, int | None]],
+        breaker: tuple[int, float, float, int, float, float] | None = None,
+        jitter: float = 0.1,
+        seed: int | None = None,
+    ) -> RouteState: ...
+    def __len__(self) -> int: ...
+    def try_acquire(self, index: int, now: float, est_tokens: int) -> RouteAdmission:
+        """Take a request, `est_tokens` tokens and a slot of deployment `index`, or nothing."""
+
+    def acquire_first(self, order: Sequence[int], now: float, est_tokens: int) -> RouteAdmission:
+        """`try_acquire` on each of `order` in turn; the first admission, or a refusal."""
+
+    def release(
+        self,
+        index: int,
+        ticket: int,
+        now: float,
+        outcome: int,
+        actual_tokens: int | None = None,
+        latency: float | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """End the admitted call `ticket` of deployment `index` with an `Outcome`."""
+
+    def in_flight(self, index: int) -> int:
+        """Calls in flight on deployment `index` (an atomic read)."""
+
+    def latency(self, index: int) -> float | None:
+        """The latency moving average of deployment `index` (an atomic read)."""
+
+    def snapshot(self, index: int, now: float) -> RouteSnapshot:
+        """The state of deployment `index` at `now`."""
 
 def _make_immortal(obj: object) -> bool:
     """Mark a process-lifetime object immortal on free-threaded CPython (no-op, False, with

@@ -116,6 +116,9 @@ class ChatModelError(Exception):
         retryable: whether trying again may succeed.
         status_code: the HTTP status, for errors from a provider's API.
         request_id: the provider's request id, when it sent one.
+        retry_after: seconds the provider (a 429 or 503's Retry-After) or a route's rate
+            limit asks to wait before trying again; None when nothing said.
+        attempts: for a routed call that failed over, each attempt's error in order.
     """
 
     default_code: ErrorCode = ErrorCode.INTERNAL
@@ -132,6 +135,8 @@ class ChatModelError(Exception):
         retryable: bool | None = None,
         status_code: int | None = None,
         request_id: str | None = None,
+        retry_after: float | None = None,
+        attempts: tuple[ChatModelError, ...] = (),
     ) -> None:
         self.detail = detail
         self.op = op
@@ -142,6 +147,8 @@ class ChatModelError(Exception):
         self.retryable = self.code in _RETRYABLE if retryable is None else retryable
         self.status_code = status_code
         self.request_id = request_id
+        self.retry_after = retry_after
+        self.attempts = attempts
         if err is not None:
             self.__cause__ = err
         super().__init__(self._message())
@@ -169,6 +176,8 @@ class ChatModelError(Exception):
             "retryable": self.retryable,
             "status_code": self.status_code,
             "request_id": self.request_id,
+            "retry_after": self.retry_after,
+            "attempts": self.attempts,
         }
 
 

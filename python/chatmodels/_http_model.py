@@ -166,7 +166,7 @@ def error_from_response(
             code = ErrorCode.CONTEXT_LENGTH_EXCEEDED.value
         elif any(h in haystack for h in _FILTER_HINTS):
             code = ErrorCode.CONTENT_FILTERED.value
-    from ._transport import request_id_of
+    from ._transport import request_id_of, retry_after_of
 
     detail = f"HTTP {status}"
     if provider_code:
@@ -180,6 +180,7 @@ def error_from_response(
         provider=provider,
         status_code=status,
         request_id=request_id_of(headers),
+        retry_after=retry_after_of(status, headers),
     )
 
 

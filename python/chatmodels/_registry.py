@@ -13,10 +13,11 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import sys
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _backend, _builtins
@@ -24,18 +25,21 @@ from ._errors import (
     ChatModelError,
     CreationError,
     CreationTimeoutError,
+    ErrorCode,
     InvalidConfigError,
     InvalidCreatorError,
     suggest,
 )
 from ._metadata import Capability, ProviderMetadata, ProviderOptions
 from ._pytable import check_name
+from ._routes._types import DEFAULT_BREAKER, Breaker
 
 if TYPE_CHECKING:
     import concurrent.futures
 
     # `import chatmodels` loads the registry without the chat API; `_checked` imports it.
     from ._model import ChatModel
+    from ._routes._deployment import Deployment
     from .telemetry import Container
 
 __all__ = [
@@ -175,17 +179,67 @@ class ProviderRegistry:
             raise InvalidConfigError("replace must be a bool", op=_op, provider=name)
         meta = _as_metadata(name, metadata, _op)
         entry = _Entry(creator, meta, _is_async_callable(creator))
+        old = self._routed_entry(name) if replace else None
         self._table.insert(name, entry, meta.capability_mask, replace, _op)
+        if old is not None:
+            _retire_route(old)
         return meta
 
     @_observed("unregister")
     def unregister(self, name: str, *, _op: str = "unregister") -> None:
-        """Remove the provider `name`; raises provider_not_found when there is none."""
+        """Remove the provider `name` (or route: its models close once its calls have
+        drained); raises provider_not_found when there is none."""
+        old = self._routed_entry(name)
         self._table.remove(name, _op)
+        if old is not None:
+            _retire_route(old)
 
     def clear(self) -> None:
-        """Remove every provider."""
+        """Remove every provider and route."""
+        routed = [e for e in map(self._routed_entry, self._table.names()) if e is not None]
         self._table.clear()
+        for entry in routed:
+            _retire_route(entry)
+
+    def register_route(
+        self,
+        name: str,
+        deployments: Sequence[Deployment],
+        *,
+        strategy: str = "priority",
+        timeout: float | None = None,
+        failover_on: Iterable[str | ErrorCode] | None = None,
+        breaker: Breaker | None = DEFAULT_BREAKER,
+        max_wait: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        replace: bool = False,
+    ) -> ProviderMetadata:
+        """Register a route in this registry (see `chatmodels.register_route`)."""
+        from ._routes._route import build_route
+
+        return build_route(
+            self,
+            name,
+            deployments,
+            strategy=strategy,
+            timeout=timeout,
+            failover_on=failover_on,
+            breaker=breaker,
+            max_wait=max_wait,
+            clock=clock,
+            replace=replace,
+        )
+
+    def _routed_entry(self, name: str) -> _Entry | None:
+        """The entry of `name` when it is a route (whose models a removal must close)."""
+        routes = sys.modules.get("chatmodels._routes._route")
+        if routes is None:
+            return None  # no route was ever built
+        try:
+            entry: _Entry = self._table.get(name, "route")
+        except ChatModelError:
+            return None
+        return entry if isinstance(entry.creator, routes.Route) else None
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -371,6 +425,12 @@ def _as_metadata(name: str, metadata: MetadataLike | None, op: str) -> ProviderM
 # A capability's bit by its value or member (a dict lookup, where `Capability(x)` costs ~0.5 us).
 _CAPABILITY_BITS: dict[object, int] = {cap.value: cap.bit for cap in Capability}
 _CAPABILITY_TYPES = (str, Capability)
+
+
+def _retire_route(entry: _Entry) -> None:
+    from ._routes._route import retire_entry
+
+    retire_entry(entry)
 
 
 def _capability(capability: object, op: str) -> Capability:
@@ -633,6 +693,13 @@ def _create_global() -> ProviderRegistry:
 def _populate(registry: ProviderRegistry) -> None:
     _builtins.register_builtins(registry)
     registry.load_plugins()
+    path = os.environ.get("CHATMODELS_CONFIG")
+    if path:
+        # A refused file raises here and the global registry is not kept, so every first use
+        # reports it until the file is fixed.
+        from ._routes._config import load_config
+
+        load_config(path, registry=registry)
 
 
 def _swap_global_registry(registry: ProviderRegistry | None) -> ProviderRegistry | None:

@@ -156,6 +156,14 @@ def _retry_after(headers: Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def retry_after_of(status: int, headers: Headers) -> float | None:
+    """The seconds a 429 or 503 asks to wait (its Retry-After), else None."""
+    if status != 429 and status != 503:
+        return None
+    wait = _retry_after(headers)
+    return wait if wait is not None and wait < 86_400.0 else None
+
+
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     """Seconds to wait before retry number `attempt` (1-based): the server's Retry-After when
     it gave one, else 0.5 s doubling up to 8 s, with jitter."""
@@ -545,6 +553,7 @@ class Transport:
             provider=self.provider,
             status_code=status,
             request_id=request_id_of(headers),
+            retry_after=retry_after_of(status, headers),
         )
         redact(error, self._secret)
         return error
