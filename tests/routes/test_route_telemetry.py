@@ -514,3 +514,122 @@ def test_a_broken_sdk_never_breaks_a_routed_call(
     finally:
         own.close()
         base.close()
+
+
+# -- streams closed early, level off, routes of routes ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["stream", "astream"])
+def test_a_stream_closed_early_ends_its_route_span_without_error(
+    reg: ProviderRegistry, own: Own, kind: str
+) -> None:
+    from chatmodels.testing import ScriptedReply
+
+    with OpenAICompatibleServer([ScriptedReply(text="one two three four")]) as srv:
+        reg.register_route("chat", [dep(srv.base_url, "up-m")])
+        model = reg.create("chat")
+        if kind == "stream":
+            stream = model.stream("hi")
+            next(stream)
+            stream.close()
+        else:
+
+            async def run() -> None:
+                stream = model.astream("hi")
+                await anext(stream)
+                await stream.aclose()
+
+            asyncio.run(run())
+        (route,) = own.spans("route ")
+    assert route.status.status_code is StatusCode.UNSET
+    assert attrs(route)["chatmodels.stream.closed_early"] is True
+    assert attrs(route)["chatmodels.route.deployment"] == "openai/up-m"
+    (chat,) = own.spans("chat ")
+    assert route.end_time is not None
+    assert chat.end_time is not None
+    assert route.end_time >= chat.end_time
+    outcomes = _by(own.points("chatmodels.route.attempts"), "chatmodels.outcome")
+    assert outcomes == {("success",): 1}
+
+
+def test_level_off_records_nothing(backend: str, server: OpenAICompatibleServer) -> None:
+    own = Own("off")
+    try:
+        reg = ProviderRegistry(backend=backend, container=own.container)  # type: ignore[arg-type]
+        register_builtins(reg)
+        reg.register_route("chat", [down("a"), dep(server.base_url, "up-m")])
+        route: Any = reg.create("chat")
+        assert route_telemetry.start(route.route, "invoke") is route_telemetry.NOOP_ROUTE_SCOPE
+        assert route.invoke("hi").text == "Echo: hi"
+        assert own.spans() == []
+        assert own.points("chatmodels.route.attempts") == []
+        reg.clear()
+    finally:
+        own.close()
+
+
+def test_a_route_of_routes_nests_its_spans(
+    reg: ProviderRegistry, own: Own, server: OpenAICompatibleServer
+) -> None:
+    reg.register_route("inner", [down("a"), dep(server.base_url, "up-m")])
+    reg.register_route("outer", [Deployment("inner")])
+    assert reg.create("outer").invoke("hi").text == "Echo: hi"
+    (outer,) = own.spans("route outer")
+    (inner,) = own.spans("route inner")
+    assert outer.context is not None
+    assert inner.context is not None
+    assert inner.parent is not None
+    assert inner.parent.span_id == outer.context.span_id
+    chats = own.spans("chat ")
+    assert [attrs(s)["chatmodels.route.name"] for s in chats] == ["inner", "inner"]
+    assert all(s.parent is not None and s.parent.span_id == inner.context.span_id for s in chats)
+    assert attrs(outer)["chatmodels.route.deployment"] == "inner"
+
+
+QUIET = r"""
+import socket, sys
+import chatmodels
+from chatmodels import Deployment, ProviderRegistry, ProviderUnavailableError
+from chatmodels._builtins import register_builtins
+
+def down(model):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Deployment("openai", {"model": model, "api_key": "k",
+                                 "base_url": f"http://127.0.0.1:{port}/v1"})
+
+reg = ProviderRegistry(backend=sys.argv[1])
+register_builtins(reg)
+reg.register_route("chat", [down("a"), down("b")])
+model = reg.create("chat")
+for _ in range(2):  # the first call loads OpenTelemetry (the API only: no SDK)
+    try:
+        model.invoke("hi")
+    except ProviderUnavailableError as exc:
+        error = exc
+assert "opentelemetry.sdk" not in sys.modules
+ids = [error.correlation_id] + [a.correlation_id for a in error.attempts]
+print(" ".join(map(str, ids)))
+reg.clear()
+"""
+
+
+def test_without_an_sdk_the_attempts_still_share_the_calls_correlation_id(
+    backend: str,
+) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET, backend],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "", "PYTHONPATH": ":".join(sys.path)},
+    )
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    assert len(ids) == 3
+    assert len(set(ids)) == 1
+    assert len(ids[0]) == 32

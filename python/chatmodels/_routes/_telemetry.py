@@ -28,7 +28,16 @@ import sys
 from contextlib import AbstractContextManager as ContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..telemetry import _container as container_module
+from ..telemetry._correlation import (
+    _CORRELATION,
+    current_correlation_id,
+    new_correlation_id,
+    reset_correlation_id,
+    set_correlation_id,
+)
 from ..telemetry._logging import get_logger
+from ..telemetry._observer import ROUTE_ATTEMPT, _otel, error_type
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -113,10 +122,6 @@ def start(route: Route, op: str) -> RouteScope:
 
 
 def _start(route: Route, op: str) -> RouteScope:
-    from ..telemetry import _container as container_module
-    from ..telemetry._correlation import _CORRELATION, new_correlation_id, set_correlation_id
-    from ..telemetry._observer import _otel
-
     container = route.registry.container or container_module._global
     if container is None:
         container = container_module.get_container()
@@ -127,6 +132,9 @@ def _start(route: Route, op: str) -> RouteScope:
     metrics = runtime.call_metrics
     if runtime.proxied:
         tracer, metrics = runtime.live()
+        if tracer is None and metrics is None:
+            # Idle API proxies (no SDK installed): nothing to record but the shared id.
+            return _QuietScope() if runtime.tracing else NOOP_ROUTE_SCOPE
     scope = _Scope(route, metrics)
     if metrics is not None:
         metrics.watch_route(route)
@@ -152,6 +160,48 @@ def _start(route: Route, op: str) -> RouteScope:
         scope._cid = new_correlation_id()
         scope._cid_token = set_correlation_id(scope._cid)
     return scope
+
+
+class _QuietScope:
+    """While no SDK is installed: only the correlation id that the attempts, their errors,
+    the routed call's error and the circuit log records share. (The attempts' own scopes
+    then inherit it instead of making one each, so it costs the call next to nothing.)"""
+
+    __slots__ = ("_token", "correlation_id")
+    _null = _NoopScope._null
+
+    def __init__(self) -> None:
+        cid = _CORRELATION.get()
+        self._token: Any = None
+        if cid is None:
+            cid = new_correlation_id()
+            self._token = set_correlation_id(cid)
+        self.correlation_id: str | None = cid
+
+    def attempt(self, index: int, number: int) -> ContextManager[None]:
+        return self._null
+
+    def attempt_failed(self, index: int, number: int, error: ChatModelError) -> None:
+        pass
+
+    def failover(self, index: int, error: ChatModelError) -> None:
+        pass
+
+    def delayed(self, deployment: Deployment, wait: float) -> None:
+        pass
+
+    def rejected(self, deployment: Deployment) -> None:
+        pass
+
+    def log_ids(self) -> tuple[str | None, str | None]:
+        return None, None
+
+    def end(self, error: BaseException | None) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            reset_correlation_id(token)
+        if error is not None and getattr(error, "correlation_id", "") is None:
+            error.correlation_id = self.correlation_id  # type: ignore[attr-defined]
 
 
 class _Scope:
@@ -216,8 +266,6 @@ class _Scope:
         if span is None:
             return
         try:
-            from ..telemetry._observer import ROUTE_ATTEMPT, _otel
-
             index = self._index
             self._var_token = ROUTE_ATTEMPT.set(
                 {
@@ -241,8 +289,6 @@ class _Scope:
         attached, self._attached = self._attached, None
         token, self._var_token = self._var_token, None
         try:
-            from ..telemetry._observer import ROUTE_ATTEMPT, _otel
-
             if attached is not None:
                 _otel().detach(attached)
             if token is not None:
@@ -322,13 +368,9 @@ class _Scope:
         finally:
             token, self._cid_token = self._cid_token, None
             if token is not None:
-                from ..telemetry._correlation import reset_correlation_id
-
                 reset_correlation_id(token)
 
     def _end(self, error: BaseException | None) -> None:
-        from ..telemetry._observer import _otel, error_type
-
         route = self._route
         index = self._index
         # A stream closed early by its caller ended well as far as the route is concerned.
@@ -362,8 +404,6 @@ class _Scope:
 
 
 def _outcome(error: BaseException | None) -> str:
-    from ..telemetry._observer import error_type
-
     if error is None:
         return "success"
     name = type(error).__name__
@@ -377,8 +417,6 @@ def _outcome(error: BaseException | None) -> str:
 
 def _ids(scope: RouteScope | None, fallback: str | None) -> tuple[str | None, Any, Any]:
     if scope is None:
-        from ..telemetry._correlation import current_correlation_id
-
         return fallback or current_correlation_id(), None, None
     trace_id, span_id = scope.log_ids()
     return scope.correlation_id or fallback, trace_id, span_id
