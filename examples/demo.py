@@ -4,13 +4,15 @@ It registers providers with metadata, finds them by capability, creates instance
 bad input gets (the error's message and code); then starts the local OpenAI-compatible test
 server (`chatmodels.testing`), creates providers through the registry and chats with them:
 a streamed reply, a tool call from a plain typed function, structured output into a pydantic
-model, API errors mapped to their codes, health checks and the `chatmodels` command. It ends
-with the benchmark tables (quick runs).
+model, API errors mapped to their codes, health checks and the `chatmodels` command; a route
+that fails over from a server that is down to one that answers, whose circuit opens and then
+closes, with its spans and metrics. It ends with the benchmark tables (quick runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -20,9 +22,11 @@ from typing import Any, Literal
 
 import chatmodels
 from chatmodels import (
+    Breaker,
     Capability,
     ChatModel,
     ChatModelError,
+    Deployment,
     Message,
     ProviderMetadata,
     ProviderOptions,
@@ -363,6 +367,122 @@ def health_and_cli_tour(server: OpenAICompatibleServer) -> None:
         chatmodels.unregister_provider(name)
 
 
+class DemoClock:
+    """The route's injected clock: the demo moves time on instead of waiting for a cooldown."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def routes_tour(server: OpenAICompatibleServer) -> None:
+    heading("routes: failover, and a circuit that opens and closes")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from chatmodels import telemetry
+    from chatmodels.__main__ import main as cli
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from telemetry_demo import _print_spans  # type: ignore[import-not-found,unused-ignore]
+
+    port = int(_closed_port())
+    clock = DemoClock()
+    chatmodels.register_route(
+        "demo-chat",
+        [
+            Deployment(
+                "openai_compatible",
+                {"base_url": f"http://127.0.0.1:{port}/v1", "model": "primary-model"},
+            ),
+            Deployment("openai_compatible", {"base_url": server.base_url, "model": "test-model"}),
+        ],
+        breaker=Breaker(failures=1, cooldown=30.0),
+        clock=clock,
+        timeout=10.0,
+    )
+    model = chatmodels.new_registry_provider("demo-chat")
+    print("registered route demo-chat:", ", ".join(d.provider + "/" + str(d.model)
+          for d in model.status()), f"(nothing listens on port {port})")  # fmt: skip
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    previous = telemetry.get_container()
+    chatmodels.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        logging.Formatter("  log %(levelname)s %(message)s (correlation_id %(correlation_id)s)")
+    )
+    routes_logger = logging.getLogger("chatmodels.routes")
+    routes_logger.addHandler(handler)
+    routes_logger.setLevel(logging.INFO)
+    try:
+        reply = model.invoke("Hello, route")
+        print(f"call 1: {reply.text!r} from {reply.model}: the primary refused the connection,"
+              " the call failed over")  # fmt: skip
+        reply = model.invoke("Hello again")
+        print(f"call 2: {reply.text!r} from {reply.model}: the primary's circuit is open,"
+              " so nothing was sent to it")  # fmt: skip
+        data = reader.get_metrics_data()
+        states = [
+            f"{p.attributes['chatmodels.route.deployment']}={p.value}"
+            for rm in (data.resource_metrics if data is not None else ())
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "chatmodels.route.circuit_state"
+            for p in m.data.data_points  # type: ignore[union-attr]
+        ]
+        print("chatmodels.route.circuit_state (0 closed, 1 half_open, 2 open):", ", ".join(states))
+        print("\n$ chatmodels routes")
+        cli(["routes", "demo-chat"])
+
+        print(f"\nthe primary comes back on port {port}; 30 s pass on the route's clock")
+        with OpenAICompatibleServer(port=port, models=("primary-model",)):
+            clock.now += 30.0
+            reply = model.invoke("Are you back?")
+            print(f"call 3: {reply.text!r} from {reply.model}: the half-open circuit's trial"
+                  " call succeeded")  # fmt: skip
+            print("\n$ chatmodels routes")
+            cli(["routes", "demo-chat"])
+
+        print("\n== the spans: one INTERNAL route span per call, each attempt's chat span below")
+        spans = exporter.get_finished_spans()
+        routes = {s.context.span_id for s in spans if s.name.startswith("route ")}
+        _print_spans([s for s in spans if s.context.span_id in routes
+                      or (s.parent is not None and s.parent.span_id in routes)])  # fmt: skip
+        first, _, third = sorted((s for s in spans if s.name.startswith("route ")),
+                                 key=lambda s: s.start_time or 0)  # fmt: skip
+        print(f"(the WARNING's correlation_id is call 1's trace id {first.context.trace_id:032x};"
+              f"\n the INFO's is call 3's, {third.context.trace_id:032x})")  # fmt: skip
+        print("\n== the route metrics")
+        data = reader.get_metrics_data()
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if not metric.name.startswith("chatmodels.route."):
+                        continue
+                    print(metric.name)
+                    for point in metric.data.data_points:
+                        attrs = ", ".join(
+                            f"{k.removeprefix('chatmodels.route.')}={v}"
+                            for k, v in sorted(point.attributes.items())
+                            if k != "chatmodels.route.name"
+                        )
+                        print(f"    {point.value}  {{{attrs}}}")  # type: ignore[union-attr]
+    finally:
+        routes_logger.removeHandler(handler)
+        telemetry.set_container(previous)
+        meter_provider.shutdown()
+        tracer_provider.shutdown()
+        chatmodels.unregister_provider("demo-chat")
+
+
 def telemetry_tour() -> None:
     """The telemetry demo (examples/telemetry_demo.py), when it is there."""
     heading("telemetry")
@@ -392,6 +512,7 @@ if __name__ == "__main__":
         chat_tour(local_server)
         fake_tour()
         health_and_cli_tour(local_server)
+        routes_tour(local_server)
     telemetry_tour()
     benchmark_table()
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s")

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
     from ._health import HealthReport, ahealth_check, health_check
     from ._model import AsyncChatStream, ChatModel, ChatStream
+    from ._routes._config import load_config
     from ._routes._deployment import Deployment
     from ._routes._model import RoutedModel, RouteHealth
     from ._routes._route import register_route
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
     "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
+    "._routes._config": ("load_config",),
     "._routes._deployment": ("Deployment",),
     "._routes._model": ("RouteHealth", "RoutedModel"),
     "._routes._route": ("register_route",),
@@ -170,6 +172,7 @@ __all__ = [
     "health_check",
     "is_provider_registered",
     "list_providers",
+    "load_config",
     "new_registry_provider",
     "register_global",
     "register_global_with_metadata",

@@ -258,7 +258,7 @@ class _Call:
             admission.index, admission.ticket, route.clock(), _SUCCESS, tokens or None, latency
         )
         if admission.trial:
-            _telemetry.circuit_closed(route, admission.index, None)
+            _telemetry.circuit_closed(route, admission.index, self.scope)
 
     def failed(self, admission: Admission, error: ChatModelError, *, may_move: bool = True) -> bool:
         """Record a failed attempt; whether the call moves on to another deployment."""
@@ -287,7 +287,7 @@ class _Call:
         if counts and not was_open:
             snap = state.snapshot(index, now)
             if snap.circuit == "open":
-                _telemetry.circuit_opened(route, index, error, snap.seconds_until_close)
+                _telemetry.circuit_opened(route, index, error, snap.seconds_until_close, self.scope)
         if code is _CONTEXT:
             window = route.windows[index]
             self.min_window = max(window or 0, self.min_window or 0)

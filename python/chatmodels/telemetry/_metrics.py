@@ -49,7 +49,11 @@ HEALTH_VALUES = {"healthy": 1.0, "degraded": 0.5, "unhealthy": 0.0}
 
 _RESOLUTIONS = 0
 _CREATIONS = 1
-_COUNTERS = 2
+_ROUTE_ATTEMPTS = 2
+_ROUTE_FAILOVERS = 3
+_ROUTE_RATE_LIMITED = 4
+_COUNTERS = 5
+CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 _MAX_KEYS = 1024
 _OVERFLOW = {"otel.metric.overflow": True}
 
@@ -91,6 +95,19 @@ class Metrics:
 
     def watch_registry(self, name: str, registry: Any) -> None:
         """Report the size of `registry` (and its table's resolution count) as `name`."""
+
+    def watch_route(self, route: Any) -> None:
+        """Report the circuit state of each deployment of `route` (held by a weak reference:
+        a dropped or retired route stops being reported)."""
+
+    def route_attempt(self, route: str, index: int, deployment: str, outcome: str) -> None:
+        """A routed attempt on deployment `index` ended ("success" or the error code)."""
+
+    def route_failover(self, route: str, index: int, deployment: str, error_type: str) -> None:
+        """A routed call moved on from deployment `index` after `error_type`."""
+
+    def route_rate_limited(self, route: str, index: int, deployment: str, decision: str) -> None:
+        """A routed call was "delayed" or "rejected" by the rate limits of `index`."""
 
 
 class NoOpMetrics(Metrics):
@@ -145,6 +162,8 @@ class OTelMetrics(Metrics):
         self._health: dict[str, float] = {}
         self._registries: dict[str, weakref.ref[Any]] = {}
         self._drain_lock = threading.Lock()
+        self._meter = meter
+        self._routes: dict[int, weakref.ref[Any]] | None = None  # instruments made at first
 
         seconds = list(DURATION_BUCKETS)
         self._histograms = {
@@ -310,6 +329,107 @@ class OTelMetrics(Metrics):
 
     def watch_registry(self, name: str, registry: Any) -> None:
         self._registries[name] = weakref.ref(registry)
+
+    # -- routes --------------------------------------------------------------------------
+
+    def watch_route(self, route: Any) -> None:
+        routes = self._routes
+        if routes is None:
+            routes = self._route_instruments()
+        key = id(route)
+        if key in routes:
+            return
+
+        def forget(_: Any, key: int = key) -> None:
+            routes.pop(key, None)
+
+        routes[key] = weakref.ref(route, forget)
+
+    def _route_instruments(self) -> dict[int, weakref.ref[Any]]:
+        """Create the route instruments on the meter, once (at the first routed call)."""
+        with self._lock:
+            if self._routes is not None:
+                return self._routes
+            meter = self._meter
+            for name, counter, unit, description in (
+                ("chatmodels.route.attempts", _ROUTE_ATTEMPTS, "{attempt}",
+                 "Routed attempts by deployment and outcome (success or the error code)."),
+                ("chatmodels.route.failovers", _ROUTE_FAILOVERS, "{failover}",
+                 "Routed calls moved on from a deployment, by deployment and error.type."),
+                ("chatmodels.route.rate_limited", _ROUTE_RATE_LIMITED, "{call}",
+                 "Routed calls delayed or rejected by their deployments' rate limits."),
+            ):  # fmt: skip
+                meter.create_observable_counter(
+                    name,
+                    callbacks=[self._counter_callback(counter)],
+                    unit=unit,
+                    description=description,
+                )
+            meter.create_observable_gauge(
+                "chatmodels.route.circuit_state",
+                callbacks=[self._observe_circuits],
+                unit="1",
+                description="Circuit state per route deployment: 0 closed, 1 half_open, 2 open.",
+            )
+            self._routes = {}
+            return self._routes
+
+    def _counter_callback(self, counter: int) -> Callable[[Any], Iterable[Any]]:
+        def observe(options: Any) -> Iterable[Any]:
+            return [
+                self._Observation(total, self._attrs_of(key))
+                for key, total in self._agg.counter_values(counter)
+            ]
+
+        return observe
+
+    def _route_key(self, kind: str, route: str, index: int, deployment: str, extra: str,
+                   value: str) -> int:  # fmt: skip
+        return self._intern(
+            (kind, route, index, deployment, value),
+            lambda: {
+                "chatmodels.route.name": route,
+                "chatmodels.route.deployment": deployment,
+                "chatmodels.route.deployment.index": index,
+                extra: value,
+            },
+        )
+
+    def route_attempt(self, route: str, index: int, deployment: str, outcome: str) -> None:
+        key = self._route_key(
+            "route.attempt", route, index, deployment, "chatmodels.outcome", outcome
+        )
+        self._agg.add(_ROUTE_ATTEMPTS, key, 1)
+
+    def route_failover(self, route: str, index: int, deployment: str, error_type: str) -> None:
+        key = self._route_key("route.failover", route, index, deployment, "error.type", error_type)
+        self._agg.add(_ROUTE_FAILOVERS, key, 1)
+
+    def route_rate_limited(self, route: str, index: int, deployment: str, decision: str) -> None:
+        key = self._route_key(
+            "route.rate_limited", route, index, deployment, "chatmodels.route.decision", decision
+        )
+        self._agg.add(_ROUTE_RATE_LIMITED, key, 1)
+
+    def _observe_circuits(self, options: Any) -> Iterable[Any]:
+        out = []
+        for ref in list((self._routes or {}).values()):
+            route = ref()
+            if route is None or route.retired:
+                continue  # a replaced route's successor reports the same deployments
+            try:
+                now = route.clock()
+                for index, deployment in enumerate(route.deployments):
+                    circuit = route.state.snapshot(index, now).circuit
+                    attrs = {
+                        "chatmodels.route.name": route.name,
+                        "chatmodels.route.deployment": deployment.label,
+                        "chatmodels.route.deployment.index": index,
+                    }
+                    out.append(self._Observation(CIRCUIT_VALUES.get(circuit, 2), attrs))
+            except Exception:  # a broken clock must not stop the collection
+                continue
+        return out
 
     # -- collection (the exporter's thread) ----------------------------------------------
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from . import _container as _container_module
@@ -28,7 +29,13 @@ from ._correlation import (
 )
 from ._logging import log_event
 
-__all__ = ["NoOpScope", "TelemetryObserver"]
+__all__ = ["ROUTE_ATTEMPT", "NoOpScope", "TelemetryObserver"]
+
+ROUTE_ATTEMPT: ContextVar[Mapping[str, Any] | None] = ContextVar(
+    "chatmodels_route_attempt", default=None
+)
+"""The ``chatmodels.route.*`` attributes of the routed attempt running in this context (set by
+the route's telemetry around each attempt): the chat span started inside gets them."""
 
 _now = time.perf_counter
 _new_object = object.__new__
@@ -164,6 +171,9 @@ class TelemetryObserver:
         conversation = request.conversation_id
         if params or conversation:
             attrs = _call_attributes(static, params, conversation)
+        routed = ROUTE_ATTEMPT.get()  # the one read an unrouted call pays for routes
+        if routed is not None:
+            attrs = {**attrs, **routed}
         span = scope._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
         recording = scope._recording = span.is_recording()  # asked once
         if recording:
