@@ -33,6 +33,7 @@ from .._types import ChatChunk, ChatResponse, HealthStatus, ImagePart, MessagesL
 from . import _telemetry
 from ._route import Route
 from ._state import Outcome, Reason
+from ._telemetry import NOOP_ROUTE_SCOPE
 from ._types import DeploymentStatus
 
 if TYPE_CHECKING:
@@ -411,12 +412,19 @@ class RoutedModel(ChatModel):
         return route
 
     def _enter(self, op: str) -> Route:
+        """The current route, with this call counted on it (`Route.enter`, inlined: a routed
+        call's resolution and count cost 9.6k instructions as two calls, 6.4k inlined)."""
         if self._closed:
             raise InvalidConfigError("the model is closed", op=op, provider=self._name)
         while True:
             route = self._current(op)
-            if route.enter():
+            lock = route._lock
+            lock.acquire()
+            if not route._retired:
+                route._active += 1
+                lock.release()
                 return route
+            lock.release()
 
     def _start(
         self, messages: MessagesLike, params: dict[str, Any], stream: bool, op: str
@@ -445,8 +453,11 @@ class RoutedModel(ChatModel):
                 try:
                     left = call.remaining(admission.index)
                     start = time.perf_counter()
-                    with call.scope.attempt(admission.index, len(call.attempts) + 1):
+                    if call.scope is NOOP_ROUTE_SCOPE:  # no telemetry: no context to enter
                         response = model.invoke(msgs, timeout=left, **params)
+                    else:
+                        with call.scope.attempt(admission.index, len(call.attempts) + 1):
+                            response = model.invoke(msgs, timeout=left, **params)
                 except ChatModelError as error:
                     if not call.failed(admission, error):
                         raise
@@ -482,8 +493,11 @@ class RoutedModel(ChatModel):
                 try:
                     left = call.remaining(admission.index)
                     start = time.perf_counter()
-                    with call.scope.attempt(admission.index, len(call.attempts) + 1):
+                    if call.scope is NOOP_ROUTE_SCOPE:  # no telemetry: no context to enter
                         response = await model.ainvoke(msgs, timeout=left, **params)
+                    else:
+                        with call.scope.attempt(admission.index, len(call.attempts) + 1):
+                            response = await model.ainvoke(msgs, timeout=left, **params)
                 except ChatModelError as error:
                     if not call.failed(admission, error):
                         raise

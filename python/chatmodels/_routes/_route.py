@@ -144,9 +144,11 @@ class Route:
 
     def exit(self) -> None:
         """Count a call ending; the last call of a retired route closes its models."""
-        with self._lock:
-            self._active -= 1
-            last = self._retired and self._active == 0
+        lock = self._lock
+        lock.acquire()
+        self._active -= 1
+        last = self._retired and not self._active
+        lock.release()
         if last:
             self._close_models()
 
