@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     import logging
 
     from ._health import HealthReport, ahealth_check, health_check
-    from ._model import AsyncChatStream, ChatModel, ChatStream
+    from ._model import AsyncChatStream, ChatModel, ChatRequest, ChatStream
     from ._types import (
         ChatChunk,
         ChatResponse,
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 # The chat API loads on first use (PEP 562), so `import chatmodels` costs the registry only.
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
-    "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
+    "._model": ("AsyncChatStream", "ChatModel", "ChatRequest", "ChatStream"),
     "._types": (
         "ChatChunk",
         "ChatResponse",
@@ -112,6 +112,7 @@ __all__ = [
     "ChatChunk",
     "ChatModel",
     "ChatModelError",
+    "ChatRequest",
     "ChatResponse",
     "ChatStream",
     "ContentFilteredError",
