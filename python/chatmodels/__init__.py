@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import logging
 
     from ._health import HealthReport, ahealth_check, health_check
-    from ._model import AsyncChatStream, ChatModel, ChatStream
+    from ._model import AsyncChatStream, ChatModel, ChatRequest, ChatStream
     from ._routes._config import load_config
     from ._routes._deployment import Deployment
     from ._routes._model import RoutedModel, RouteHealth
@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 # The chat API loads on first use (PEP 562), so `import chatmodels` costs the registry only.
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
-    "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
+    "._model": ("AsyncChatStream", "ChatModel", "ChatRequest", "ChatStream"),
     "._routes._config": ("load_config",),
     "._routes._deployment": ("Deployment",),
     "._routes._model": ("RouteHealth", "RoutedModel"),
@@ -121,6 +121,7 @@ __all__ = [
     "ChatChunk",
     "ChatModel",
     "ChatModelError",
+    "ChatRequest",
     "ChatResponse",
     "ChatStream",
     "ContentFilteredError",

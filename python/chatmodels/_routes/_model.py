@@ -402,7 +402,7 @@ class RoutedModel(ChatModel):
             raise ProviderNotFoundError(
                 f"route {self._name!r} is no longer registered", op=op, provider=self._name
             ) from None
-        route = entry.creator
+        route = entry.make
         if type(route) is not Route:
             raise ProviderNotFoundError(
                 f"{self._name!r} is no longer a route", op=op, provider=self._name

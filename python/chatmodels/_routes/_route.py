@@ -282,7 +282,7 @@ def _route_of(registry: ProviderRegistry, name: str) -> Route | None:
         entry = registry._table.get(name, "route")
     except ProviderNotFoundError:
         return None
-    creator = entry.creator
+    creator = entry.make
     return creator if isinstance(creator, Route) else None
 
 
@@ -516,7 +516,7 @@ def build_route(
 
 def retire_entry(entry: object) -> None:
     """Retire the route behind a registry entry that was removed or replaced (if any)."""
-    creator = getattr(entry, "creator", None)
+    creator = getattr(entry, "make", None)
     if isinstance(creator, Route):
         creator.retire()
 
