@@ -81,13 +81,13 @@ def test_a_model_class_is_made_with_its_metadata_and_options(registry: ProviderR
 
 def test_a_model_class_with_a_creation_timeout_and_async(registry: ProviderRegistry) -> None:
     stored = registry.register("echo", Echo, metadata=_META)
-    made = registry.create("echo", {"api_key": "k"}, timeout=5)
+    made = registry.create("echo", {"api_key": "k"}, creation_timeout=5)
     assert type(made) is Echo
     assert made.metadata is stored
     made = asyncio.run(registry.acreate("echo", {"api_key": "k"}))
     assert type(made) is Echo
     assert made.metadata is stored
-    made = asyncio.run(registry.acreate("echo", {"api_key": "k"}, timeout=5))
+    made = asyncio.run(registry.acreate("echo", {"api_key": "k"}, creation_timeout=5))
     assert type(made) is Echo
     assert made.metadata is stored
 
