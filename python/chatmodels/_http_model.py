@@ -194,6 +194,9 @@ class HTTPChatModel(ChatModel):
             timeout=opts.timeout or metadata.default_timeout,
             max_retries=opts.max_retries if opts.max_retries is not None else metadata.max_retries,
             provider=metadata.name,
+            stream_idle_timeout=opts.stream_idle_timeout,
+            max_response_bytes=opts.max_response_bytes,
+            max_event_bytes=opts.max_event_bytes,
         )
         self._secret = opts.api_key_value()
 
@@ -295,16 +298,21 @@ class HTTPChatModel(ChatModel):
             if stream.status >= 300:
                 raise self._error(stream.status, stream.headers, stream.body())
             decoder = self.adapter.new_decoder()
+            decoder.max_event = self.transport.max_event_bytes
             state: dict[str, Any] = {}
             stop: Exception | None = None
             out: list[ChatChunk]
+            touch = stream.touch
             for data in stream.chunks():
                 out = []
-                stop = self._events(decoder.feed(data), state, out)
+                events = decoder.feed(data)
+                stop = self._events(events, state, out)
                 if out:
                     yield out
                 if stop is not None:
                     break
+                if events:  # the idle limit runs from here, once the caller took the chunks
+                    touch()
             else:
                 out = []
                 stop = self._events(decoder.flush(), state, out)
@@ -327,17 +335,22 @@ class HTTPChatModel(ChatModel):
             if stream.status >= 300:
                 raise self._error(stream.status, stream.headers, await stream.body())
             decoder = self.adapter.new_decoder()
+            decoder.max_event = self.transport.max_event_bytes
             state: dict[str, Any] = {}
             stop: Exception | None = None
             out: list[ChatChunk]
             read = stream.read
+            touch = stream.touch
             while data := await read():
                 out = []
-                stop = self._events(decoder.feed(data), state, out)
+                events = decoder.feed(data)
+                stop = self._events(events, state, out)
                 if out:
                     yield out
                 if stop is not None:
                     break
+                if events:  # the idle limit runs from here, once the caller took the chunks
+                    touch()
             else:
                 out = []
                 stop = self._events(decoder.flush(), state, out)
