@@ -339,7 +339,10 @@ class EventStreamDecoder:
         self._parts.append(data)
         self._size += len(data)
         if self._size < self._need:
-            return []
+            if self._need == _PRELUDE and self._size >= 4:  # the frame's length is known now
+                self._need = self._checked(int.from_bytes(b"".join(self._parts)[:4], "big"))
+            if self._size < self._need:
+                return []
         buf = b"".join(self._parts) if len(self._parts) > 1 else data
         frames = []
         pos, end = 0, len(buf)
@@ -356,10 +359,14 @@ class EventStreamDecoder:
         rest = buf[pos:]
         self._parts = [rest] if rest else []
         self._size = len(rest)
-        self._need = int.from_bytes(rest[:4], "big") if len(rest) >= 4 else _PRELUDE
-        if self._need > self.max_event + _OVERHEAD:
-            raise event_too_large(self.max_event)
+        self._need = self._checked(int.from_bytes(rest[:4], "big")) if len(rest) >= 4 else _PRELUDE
         return frames
+
+    def _checked(self, total: int) -> int:
+        """The bytes a frame of `total` length needs; invalid_response past the bound."""
+        if total > self.max_event + _OVERHEAD:
+            raise event_too_large(self.max_event)
+        return max(total, _PRELUDE)
 
     def feed(self, data: bytes) -> list[tuple[str, str, bytes]]:
         """Events completed by `data`."""
