@@ -246,6 +246,9 @@ class HTTPChatModel(ChatModel):
             timeout=opts.timeout or metadata.default_timeout,
             max_retries=opts.max_retries if opts.max_retries is not None else metadata.max_retries,
             provider=metadata.name,
+            stream_idle_timeout=opts.stream_idle_timeout,
+            max_response_bytes=opts.max_response_bytes,
+            max_event_bytes=opts.max_event_bytes,
         )
         secret = opts.api_key_value()
         # scrubbed from every error a call raises (`ChatModel._failed`), the transport's too
@@ -393,11 +396,13 @@ class HTTPChatModel(ChatModel):
             if stream.status >= 300:
                 raise self._error(stream.status, stream.headers, stream.body())
             decoder = self.adapter.new_decoder()
+            decoder.max_event = self.transport.max_event_bytes
             state: dict[str, Any] = {}
             stop: Exception | None = None
             out: list[ChatChunk]
             seen = False  # any event decoded
             feed = decoder.feed
+            touch = stream.touch
             for data in stream.chunks():
                 events = feed(data)
                 if events:
@@ -408,6 +413,7 @@ class HTTPChatModel(ChatModel):
                         yield out
                     if stop is not None:
                         break
+                    touch()  # the idle limit runs from here, once the caller took the chunks
             else:
                 out = []
                 stop = self._stream_end(decoder, state, out, seen)
@@ -430,12 +436,14 @@ class HTTPChatModel(ChatModel):
             if stream.status >= 300:
                 raise self._error(stream.status, stream.headers, await stream.body())
             decoder = self.adapter.new_decoder()
+            decoder.max_event = self.transport.max_event_bytes
             state: dict[str, Any] = {}
             stop: Exception | None = None
             out: list[ChatChunk]
             read = stream.read
             seen = False
             feed = decoder.feed
+            touch = stream.touch
             while data := await read():
                 events = feed(data)
                 if events:
@@ -446,6 +454,7 @@ class HTTPChatModel(ChatModel):
                         yield out
                     if stop is not None:
                         break
+                    touch()  # the idle limit runs from here, once the caller took the chunks
             else:
                 out = []
                 stop = self._stream_end(decoder, state, out, seen)

@@ -235,6 +235,9 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "enable_tracing": (lambda v: isinstance(v, bool), "a bool"),
     "enable_logging": (lambda v: isinstance(v, bool), "a bool"),
     "provider_specific": (lambda v: isinstance(v, Mapping), "a mapping"),
+    "stream_idle_timeout": (_positive_number, "a positive number of seconds"),
+    "max_response_bytes": (lambda v: _is_int(v) and v > 0, "a positive int"),
+    "max_event_bytes": (lambda v: _is_int(v) and v > 0, "a positive int"),
 }
 
 
@@ -244,6 +247,11 @@ class ProviderOptions:
 
     `api_key` is held as a `Secret`: it never appears in a repr, a log record or an error.
     Options that only one provider understands travel in `provider_specific`.
+
+    `timeout` is a deadline for a whole call, retries included; a stream's runs to its first
+    event, then `stream_idle_timeout` (default: the call's timeout) bounds each wait for the
+    next. `max_response_bytes` (default 32 MiB) bounds a reply's decoded body and
+    `max_event_bytes` (default 4 MiB) one stream line or event: past them, invalid_response.
     """
 
     model: str | None = None
@@ -262,6 +270,9 @@ class ProviderOptions:
     provider_specific: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({})
     )
+    stream_idle_timeout: float | None = None
+    max_response_bytes: int | None = None
+    max_event_bytes: int | None = None
 
     def __post_init__(self) -> None:
         values = self.__dict__  # (a frozen dataclass: its fields are set through the dict)
