@@ -21,6 +21,7 @@ import chatmodels
 import pytest
 from chatmodels import telemetry
 from chatmodels._observe import set_observer
+from chatmodels._transport import DEFAULT_MAX_EVENT_BYTES
 from chatmodels.testing import ReplayServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -166,6 +167,9 @@ class _Stream:
     def __init__(self, pieces: Sequence[bytes]) -> None:
         self._pieces = list(pieces)
 
+    def touch(self) -> None:
+        """The idle limit's restart: no clock here."""
+
     def chunks(self) -> Iterator[bytes]:
         yield from self._pieces
 
@@ -196,6 +200,7 @@ class _Canned:
     base_url = "http://canned.invalid"
     host = "canned.invalid"
     port = 80
+    max_event_bytes = DEFAULT_MAX_EVENT_BYTES
 
     def __init__(self) -> None:
         self.bodies: list[list[bytes]] = []
