@@ -757,7 +757,10 @@ class _Stream:
         """Start handing out a new (non-empty) batch: observe it, return its first chunk."""
         self._buf, self._i = batch, 1
         if self._acc is not None:
-            _observe_batch(self, batch)
+            try:
+                _observe_batch(self, batch)
+            except Exception as exc:  # telemetry never breaks a call
+                _observe.telemetry_failed(exc, "chunk")
         return batch[0]
 
     def _finish(self) -> None:
@@ -767,11 +770,18 @@ class _Stream:
             return
         self._ended = True
         acc = self._acc
-        if acc is not None:
-            latency = time.perf_counter() - self._start
-            self._scope.end(acc.response(self._model.provider, latency))
-        else:
-            self._scope.end(None)  # type: ignore[arg-type]
+        try:
+            if acc is not None:
+                latency = time.perf_counter() - self._start
+                self._scope.end(acc.response(self._model.provider, latency))
+            else:
+                self._scope.end(None)  # type: ignore[arg-type]
+        except Exception as exc:  # what telemetry accumulated never breaks a call
+            _observe.telemetry_failed(exc, "end")
+            try:  # the scope still ends (as closed early): its span, its correlation id
+                self._scope.close()
+            except Exception as also:
+                _observe.telemetry_failed(also, "close")
 
     def _failed(self, exc: BaseException) -> BaseException:
         """The batches raised: end the call as failed; the error the caller should see."""

@@ -7,11 +7,19 @@ attempt, each streamed chunk, and exactly one `end`, `fail` or `close`. Nothing 
 call for the observer. The default observer loads the OpenTelemetry one
 (`chatmodels.telemetry`) on the first call, so ``import chatmodels`` never imports
 OpenTelemetry; ``set_observer(None)`` installs the no-op observer instead.
+
+Telemetry never breaks a call: what an observer (or the OpenTelemetry SDK, an exporter, a
+processor, a log handler behind it) raises is caught where it is called, reported by
+`telemetry_failed` once per exception type and place, and the call goes on as if it were not
+observed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+import threading
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -28,6 +36,7 @@ __all__ = [
     "call_site",
     "get_observer",
     "set_observer",
+    "telemetry_failed",
 ]
 
 
@@ -198,3 +207,28 @@ def set_observer(observer: CallObserver | None) -> CallObserver:
 def is_noop(observer: CallObserver) -> bool:
     """Whether `observer` is the do-nothing default (so callers can skip optional work)."""
     return observer is NOOP_OBSERVER
+
+
+_FAILURES: set[tuple[type[BaseException], str]] = set()
+_FAILURES_LIMIT = 256
+_FAILURES_LOCK = threading.Lock()
+
+
+def telemetry_failed(exc: BaseException, where: str) -> None:
+    """Report that telemetry raised `exc` at `where` (and was skipped) on the
+    ``chatmodels.telemetry`` logger: once per exception type and place, never raising."""
+    key = (type(exc), where)
+    with _FAILURES_LOCK:
+        if key in _FAILURES or len(_FAILURES) >= _FAILURES_LIMIT:
+            return
+        _FAILURES.add(key)
+    with contextlib.suppress(Exception):  # a log handler that raises too: nothing more to say
+        logging.getLogger("chatmodels.telemetry").warning(
+            "telemetry failed in %s and was skipped (the call goes on; further %s there are "
+            "not logged): %s",
+            where,
+            type(exc).__qualname__,
+            exc,
+            exc_info=exc,
+            extra={"op": "telemetry", "code": "telemetry_failed"},
+        )

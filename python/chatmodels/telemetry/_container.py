@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .._observe import telemetry_failed
 from ._logging import get_logger
 from ._settings import CONTENT_MODES, Level, Settings
 
@@ -116,17 +117,23 @@ class Runtime:
         self.proxied = False
         if self.off:
             return
-        meter_provider: Any = container.resolve(MeterProviderKey)
-        meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
-        self.metrics = self.call_metrics = OTelMetrics(meter, on_drop=self._log_drop)
-        self._metrics_api = _api_behind_proxy(meter_provider)
+        # A provider, meter or tracer that raises here costs its signal, never a call.
+        try:
+            meter_provider: Any = container.resolve(MeterProviderKey)
+            meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
+            self.metrics = self.call_metrics = OTelMetrics(meter, on_drop=self._log_drop)
+            self._metrics_api = _api_behind_proxy(meter_provider)
+        except Exception as exc:
+            telemetry_failed(exc, "metrics setup")
+            self.metrics, self.call_metrics, self._metrics_api = NoOpMetrics(), None, None
         if self.tracing:
-            tracer_provider: Any = container.resolve(TracerProviderKey)
-            self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
-            self._trace_api = _api_behind_proxy(tracer_provider)
-        if self.content_events:
-            logger_provider: Any = container.resolve(LoggerProviderKey)
-            self.event_logger = logger_provider.get_logger(SCOPE, _version(), schema_url=SCHEMA_URL)
+            try:
+                tracer_provider: Any = container.resolve(TracerProviderKey)
+                self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
+                self._trace_api = _api_behind_proxy(tracer_provider)
+            except Exception as exc:
+                telemetry_failed(exc, "tracer setup")
+                self.tracer = self._trace_api = None
         self.proxied = self._trace_api is not None or self._metrics_api is not None
 
     # The API's global providers are proxies: until the application installs an SDK provider
@@ -155,11 +162,14 @@ class Runtime:
         return (None if tracer_idle else self.tracer), (None if meter_idle else self.call_metrics)
 
     def _log_drop(self, count: int) -> None:
-        self.logger.warning(
-            "chatmodels dropped %d metric values: the buffer filled between two collections",
-            count,
-            extra={"op": "telemetry", "code": "dropped"},
-        )
+        try:
+            self.logger.warning(
+                "chatmodels dropped %d metric values: the buffer filled between two collections",
+                count,
+                extra={"op": "telemetry", "code": "dropped"},
+            )
+        except Exception as exc:  # a raising handler: on the metric reader's thread
+            telemetry_failed(exc, "log")
 
 
 class Container:

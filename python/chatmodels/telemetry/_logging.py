@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Any
 
+from .._observe import telemetry_failed
 from ._correlation import current_correlation_id
 
 __all__ = ["FIELDS", "ContextFilter", "JsonFormatter", "get_logger", "log_event"]
@@ -95,25 +96,31 @@ def log_event(
     span: Any = None,
     exc_info: BaseException | None = None,
 ) -> None:
-    """Log `message` with the structured fields, if the logger is enabled for `level`."""
+    """Log `message` with the structured fields, if the logger is enabled for `level`.
+
+    Never raises: what a handler or filter raises (OpenTelemetry's logging handler with a
+    failing log record processor, say) is reported by `telemetry_failed` instead."""
     if not logger.isEnabledFor(level):
         return
-    trace_id = span_id = None
-    if span is not None:
-        ctx = span.get_span_context()
-        if ctx.is_valid:
-            trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-    logger.log(
-        level,
-        message,
-        exc_info=exc_info,
-        extra={
-            "op": op,
-            "provider": provider,
-            "model": model,
-            "code": code,
-            "correlation_id": correlation_id,
-            "trace_id": trace_id,
-            "span_id": span_id,
-        },
-    )
+    try:
+        trace_id = span_id = None
+        if span is not None:
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+        logger.log(
+            level,
+            message,
+            exc_info=exc_info,
+            extra={
+                "op": op,
+                "provider": provider,
+                "model": model,
+                "code": code,
+                "correlation_id": correlation_id,
+                "trace_id": trace_id,
+                "span_id": span_id,
+            },
+        )
+    except Exception as exc:
+        telemetry_failed(exc, "log")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from .._observe import telemetry_failed
 from . import _container as _container_module
 from . import _content
 from ._container import Container, Runtime, get_container
@@ -164,49 +165,50 @@ class TelemetryObserver:
                     scope._cid_token = set_correlation_id(cid)
             scope._start = _now()
             return scope
-        inherited = _CORRELATION.get()  # own_correlation_id()
-        otel = _OTEL or _otel()
-        attrs = static.attrs
-        params = request.params
-        conversation = request.conversation_id
-        if params or conversation:
-            attrs = _call_attributes(static, params, conversation)
-        routed = ROUTE_ATTEMPT.get()  # the one read an unrouted call pays for routes
-        if routed is not None:
-            attrs = {**attrs, **routed}
-        span = scope._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
-        recording = scope._recording = span.is_recording()  # asked once
-        if recording:
-            if inherited is not None:
+        try:
+            inherited = _CORRELATION.get()  # own_correlation_id()
+            otel = _OTEL or _otel()
+            attrs = static.attrs
+            params = request.params
+            conversation = request.conversation_id
+            if params or conversation:
+                attrs = _call_attributes(static, params, conversation)
+            span = scope._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
+            recording = scope._recording = span.is_recording()  # asked once
+            if recording:
+                if inherited is not None:
+                    scope._cid = inherited
+                    span.set_attribute("chatmodels.correlation_id", inherited)
+                if runtime.capture_content:
+                    _capture_input(span, request)
+                if not stream:
+                    # The span is current for the layers below: log records, child spans (an
+                    # HTTP client's instrumentation) and `current_correlation_id()` read it.
+                    parent = otel.current()
+                    span_key = otel.span_key
+                    if span_key is None:
+                        context = otel.set_span_in_context(span, parent)
+                    else:  # what set_span_in_context builds, without its two frames
+                        context = otel.Context(
+                            {**parent, span_key: span} if parent else {span_key: span}
+                        )
+                    scope._attached = otel.attach(context)
+                    scope._start = _now()
+                    return scope
+                if inherited is None:
+                    scope._cid = "%032x" % span.get_span_context().trace_id  # noqa: UP031
+            elif inherited is None:
+                scope._cid = new_correlation_id()
+            else:
                 scope._cid = inherited
-                span.set_attribute("chatmodels.correlation_id", inherited)
-            if runtime.capture_content:
-                _capture_input(span, request)
-            if not stream:
-                # The span is current for the layers below: log records, child spans (an
-                # HTTP client's instrumentation) and `current_correlation_id()` read it.
-                parent = otel.current()
-                span_key = otel.span_key
-                if span_key is None:
-                    context = otel.set_span_in_context(span, parent)
-                else:  # what set_span_in_context builds, without its two frames
-                    context = otel.Context(
-                        {**parent, span_key: span} if parent else {span_key: span}
-                    )
-                scope._attached = otel.attach(context)
-                scope._start = _now()
-                return scope
-            if inherited is None:
-                scope._cid = "%032x" % span.get_span_context().trace_id  # noqa: UP031
-        elif inherited is None:
-            scope._cid = new_correlation_id()
-        else:
-            scope._cid = inherited
-        cid = scope._cid
-        if cid is not inherited:
-            scope._cid_token = set_correlation_id(cid)
-        scope._start = _now()
-        return scope
+            cid = scope._cid
+            if cid is not inherited:
+                scope._cid_token = set_correlation_id(cid)
+            scope._start = _now()
+            return scope
+        except Exception as exc:  # the SDK or a processor: never the caller's
+            scope._abandon(exc, "start")
+            return _NOOP
 
 
 class _Static:
@@ -493,7 +495,10 @@ class _Scope:
             attrs["error.type"] = error_type(error)
         span = self._span
         if self._recording:
-            span.add_event("chatmodels.attempt", attrs)
+            try:
+                span.add_event("chatmodels.attempt", attrs)
+            except Exception as exc:
+                telemetry_failed(exc, "attempt")
         static = self._static
         if error is not None and static.logs:
             self._in_span(_log_attempt, static.rt, static, number, error, self.correlation_id, span)
@@ -511,73 +516,80 @@ class _Scope:
         if self._done:
             return
         self._done = True
-        duration = _now() - self._start
-        usage = response.usage
-        model = response.model
-        static = self._static
-        # `_record`, `_finish_span` and `_release` inlined: this is every successful call.
-        metrics = self._metrics
-        if metrics is not None:
-            key = static.keys.get(model)
-            if key is None:
-                key = self._key(metrics, model, None)
-            if usage is None:
-                metrics.record_call(key, duration, -1, -1)
-            else:
-                inp = usage.input_tokens
-                out = usage.output_tokens
-                metrics.record_call(
-                    key, duration, -1 if inp is None else inp, -1 if out is None else out
-                )
-            if static.stream:
-                self._record_stream(metrics, key)
-        span = self._span
-        if span is not None:
-            if self._recording:
-                # The response attributes.
-                attrs: dict[str, Any] = {}
-                rid = response.id
-                if rid:
-                    attrs["gen_ai.response.id"] = rid
-                if model:
-                    attrs["gen_ai.response.model"] = model
-                reason = response.finish_reason
-                if reason is not None:
-                    attrs["gen_ai.response.finish_reasons"] = _REASONS.get(reason) or _reasons(
-                        reason
+        try:
+            duration = _now() - self._start
+            usage = response.usage
+            model = response.model
+            static = self._static
+            # `_record`, `_finish_span` and `_release` inlined: this is every successful call.
+            metrics = self._metrics
+            if metrics is not None:
+                key = static.keys.get(model)
+                if key is None:
+                    key = self._key(metrics, model, None)
+                if usage is None:
+                    metrics.record_call(key, duration, -1, -1)
+                else:
+                    inp = usage.input_tokens
+                    out = usage.output_tokens
+                    metrics.record_call(
+                        key, duration, -1 if inp is None else inp, -1 if out is None else out
                     )
-                if usage is not None:
-                    attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
-                    attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
-                    value = usage.cache_read_input_tokens
-                    if value is not None:
-                        attrs["gen_ai.usage.cache_read.input_tokens"] = value
-                    value = usage.cache_creation_input_tokens
-                    if value is not None:
-                        attrs["gen_ai.usage.cache_creation.input_tokens"] = value
-                    value = usage.reasoning_tokens
-                    if value is not None:
-                        attrs["gen_ai.usage.reasoning.output_tokens"] = value
-                if static.rt.capture_content:
-                    attrs["gen_ai.output.messages"] = _content.output_messages(response)
-                span.set_attributes(attrs)
-            attached = self._attached
-            if attached is not None:
-                self._attached = None
-                try:  # noqa: SIM105 - contextlib.suppress costs more on the per-call path
-                    (_OTEL or _otel()).detach(attached)
-                except Exception:  # never break the caller over telemetry
-                    pass
-            span.end()
-        token = self._cid_token
-        if token is not None:
-            self._cid_token = None
-            reset_correlation_id(token)
-        if static.details:
-            self._emit_details(response, None)
+                if static.stream:
+                    self._record_stream(metrics, key)
+            span = self._span
+            if span is not None:
+                if self._recording:
+                    # The response attributes.
+                    attrs: dict[str, Any] = {}
+                    rid = response.id
+                    if rid:
+                        attrs["gen_ai.response.id"] = rid
+                    if model:
+                        attrs["gen_ai.response.model"] = model
+                    reason = response.finish_reason
+                    if reason is not None:
+                        attrs["gen_ai.response.finish_reasons"] = _REASONS.get(reason) or _reasons(
+                            reason
+                        )
+                    if usage is not None:
+                        attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
+                        attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+                        value = usage.cache_read_input_tokens
+                        if value is not None:
+                            attrs["gen_ai.usage.cache_read.input_tokens"] = value
+                        value = usage.cache_creation_input_tokens
+                        if value is not None:
+                            attrs["gen_ai.usage.cache_creation.input_tokens"] = value
+                        value = usage.reasoning_tokens
+                        if value is not None:
+                            attrs["gen_ai.usage.reasoning.output_tokens"] = value
+                    if static.rt.capture_content:
+                        attrs["gen_ai.output.messages"] = _content.output_messages(response)
+                    span.set_attributes(attrs)
+                attached = self._attached
+                if attached is not None:
+                    self._attached = None
+                    try:  # noqa: SIM105 - contextlib.suppress costs more on the per-call path
+                        (_OTEL or _otel()).detach(attached)
+                    except Exception:  # never break the caller over telemetry
+                        pass
+                span.end()
+            token = self._cid_token
+            if token is not None:
+                self._cid_token = None
+                reset_correlation_id(token)
+        except Exception as exc:
+            self._abandon(exc, "end")
 
     def fail(self, error: BaseException) -> None:
         """The call failed with `error`; sets its correlation_id."""
+        try:
+            self._fail(error)
+        except Exception as exc:
+            self._abandon(exc, "fail")
+
+    def _fail(self, error: BaseException) -> None:
         if self._done:
             return
         self._done = True
@@ -610,36 +622,43 @@ class _Scope:
         if self._done:
             return
         self._done = True
-        self._record(_now() - self._start, None)
-        span = self._span
-        if span is not None:
-            if self._recording:
-                span.set_attribute("chatmodels.stream.closed_early", True)
-            self._finish_span(span)
-        self._release()
-        if self._static.details:
-            self._emit_details(None, None)
+        try:
+            self._record(_now() - self._start, None)
+            span = self._span
+            if span is not None:
+                if self._recording:
+                    span.set_attribute("chatmodels.stream.closed_early", True)
+                self._finish_span(span)
+            self._release()
+        except Exception as exc:
+            self._abandon(exc, "close")
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _emit_details(self, response: Any, code: str | None) -> None:
-        """Emit the conventions' ``gen_ai.client.inference.operation.details`` event: the
-        call's attributes and its content, in the call's trace. Never raises."""
-        try:
-            attrs = self._details
-            if response is not None:
-                attrs.update(_response_attributes(response))
-                attrs["gen_ai.output.messages"] = _content.output_value(response)
-            if code is not None:
-                attrs["error.type"] = code
-            otel = _otel()
-            span = self._span
-            context = otel.set_span_in_context(span) if span is not None else None
-            self._static.rt.event_logger.emit(
-                otel.LogRecord(event_name=DETAILS_EVENT, attributes=attrs, context=context)
-            )
-        except Exception:  # never break the caller over telemetry
-            pass
+    def _abandon(self, exc: Exception, where: str) -> None:
+        """Telemetry raised `exc` in `where`: report it, and undo what this scope holds (its
+        context detached, its span ended if it is not, its correlation id reset), each step
+        on its own so that one failing does not skip the others."""
+        self._done = True
+        telemetry_failed(exc, where)
+        attached = self._attached
+        if attached is not None:
+            self._attached = None
+            try:  # noqa: SIM105
+                (_OTEL or _otel()).detach(attached)
+            except Exception:
+                pass
+        span = self._span
+        if span is not None:
+            try:
+                if span.is_recording():  # false once ended, even by an `end` that raised
+                    span.end()
+            except Exception:
+                pass
+        token = self._cid_token
+        if token is not None:
+            self._cid_token = None
+            reset_correlation_id(token)
 
     def _in_span(self, log: Callable[..., None], *args: Any) -> None:
         """Write a log record while this call's span is current (a stream's span is made
@@ -710,57 +729,63 @@ class _StreamScope(_Scope):
 
     def chunk(self, chunk: Any) -> None:
         """A stream chunk arrived."""
-        now = _now()
-        if self._first is None:
-            self._first = now - self._start
-            if self._recording:
-                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
-        else:
-            gaps = self._gaps
-            if gaps is None:
-                gaps = self._gaps = []
-            gaps.append(now - self._last)
-        self._last = now
-        self.chunks += 1
-        if self._static.rt.debug and self._span is not None:
-            text = getattr(chunk, "text", None)
-            self._span.add_event(
-                "chatmodels.chunk",
-                {"chatmodels.chunk.index": self.chunks - 1,
-                 "chatmodels.chunk.text_length": len(text) if text else 0},
-            )  # fmt: skip
+        try:
+            now = _now()
+            if self._first is None:
+                self._first = now - self._start
+                if self._recording:
+                    self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+            else:
+                gaps = self._gaps
+                if gaps is None:
+                    gaps = self._gaps = []
+                gaps.append(now - self._last)
+            self._last = now
+            self.chunks += 1
+            if self._static.rt.debug and self._span is not None:
+                text = getattr(chunk, "text", None)
+                self._span.add_event(
+                    "chatmodels.chunk",
+                    {"chatmodels.chunk.index": self.chunks - 1,
+                     "chatmodels.chunk.text_length": len(text) if text else 0},
+                )  # fmt: skip
+        except Exception as exc:
+            telemetry_failed(exc, "chunk")
 
     def chunk_batch(self, chunks: Sequence[Any]) -> None:
         """Stream chunks that arrived together (one network read), in one call: they share
         one arrival time, so the gaps between them are 0. Per-chunk work only at debug."""
-        count = len(chunks)
-        if not count:
-            return
-        now = _now()
-        gaps = self._gaps
-        if self._first is None:
-            self._first = now - self._start
-            if self._recording:
-                self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
-            if count > 1:
-                self._gaps = [0.0] * (count - 1)
-        else:
-            if gaps is None:
-                gaps = self._gaps = []
-            gaps.append(now - self._last)
-            if count > 1:
-                gaps.extend([0.0] * (count - 1))
-        self._last = now
-        first = self.chunks
-        self.chunks = first + count
-        if self._static.rt.debug and self._span is not None:
-            for index, chunk in enumerate(chunks, first):
-                text = getattr(chunk, "text", None)
-                self._span.add_event(
-                    "chatmodels.chunk",
-                    {"chatmodels.chunk.index": index,
-                     "chatmodels.chunk.text_length": len(text) if text else 0},
-                )  # fmt: skip
+        try:
+            count = len(chunks)
+            if not count:
+                return
+            now = _now()
+            gaps = self._gaps
+            if self._first is None:
+                self._first = now - self._start
+                if self._recording:
+                    self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first)
+                if count > 1:
+                    self._gaps = [0.0] * (count - 1)
+            else:
+                if gaps is None:
+                    gaps = self._gaps = []
+                gaps.append(now - self._last)
+                if count > 1:
+                    gaps.extend([0.0] * (count - 1))
+            self._last = now
+            first = self.chunks
+            self.chunks = first + count
+            if self._static.rt.debug and self._span is not None:
+                for index, chunk in enumerate(chunks, first):
+                    text = getattr(chunk, "text", None)
+                    self._span.add_event(
+                        "chatmodels.chunk",
+                        {"chatmodels.chunk.index": index,
+                         "chatmodels.chunk.text_length": len(text) if text else 0},
+                    )  # fmt: skip
+        except Exception as exc:
+            telemetry_failed(exc, "chunk")
 
     def __del__(self) -> None:
         if not self._done:

@@ -5,14 +5,24 @@ process exit for that long. Here every queue is bounded, every export gives up a
 `export_timeout` seconds, and failed exports are counted and logged once (not per call); a
 chat call never waits for an export.
 
+Shutting down, the SDK exports what is queued one batch after another (a few thousand spans
+are several batches, each allowed the whole export timeout) and retries with backoff. So
+`OTLPSetup.shutdown` runs the SDK's shutdowns on their own threads and waits for them until
+one `export_timeout` has passed, whatever the collector does: batches that would start after
+that are dropped (counted), and the exporters are then stopped, which ends their retries. The
+providers' own exit handlers are replaced by that bounded shutdown, so process exit is
+bounded by the same time.
+
 Needs ``opentelemetry-sdk`` and ``opentelemetry-exporter-otlp-proto-http`` (or ``-grpc``).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,14 +33,22 @@ __all__ = ["OTLPSetup", "setup_otlp"]
 
 
 class _ExportFailures:
-    """Counts failed exports of every signal; logs the first failure only."""
+    """Counts failed exports of every signal; logs the first failure only. Also holds the
+    shutdown's deadline (a `time.monotonic()` value, None before shutdown): an export that
+    would start after it is dropped."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self.count = 0
         self.items = 0
+        self.deadline: float | None = None
         self._logged = False
         self._lock = threading.Lock()
         self._logger = logger
+
+    def too_late(self) -> bool:
+        """Whether the shutdown's time is up: no export may start now."""
+        deadline = self.deadline
+        return deadline is not None and time.monotonic() >= deadline
 
     def failed(self, signal: str, items: int, endpoint: str) -> None:
         with self._lock:
@@ -52,17 +70,24 @@ def _counting_span_exporter(inner: Any, failures: _ExportFailures, endpoint: str
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class CountingSpanExporter(SpanExporter):
+        def __init__(self) -> None:
+            self._stopped = threading.Lock()  # held once the inner exporter is shut down
+
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            try:
-                result = inner.export(spans)
-            except Exception:  # an exporter must never raise into the SDK's worker
+            if failures.too_late():
                 result = SpanExportResult.FAILURE
+            else:
+                try:
+                    result = inner.export(spans)
+                except Exception:  # an exporter must never raise into the SDK's worker
+                    result = SpanExportResult.FAILURE
             if result is not SpanExportResult.SUCCESS:
                 failures.failed("traces", len(spans), endpoint)
-            return result  # type: ignore[no-any-return]
+            return result
 
         def shutdown(self) -> None:
-            inner.shutdown()
+            if self._stopped.acquire(blocking=False):  # once, from whichever thread is first
+                inner.shutdown()
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
             return bool(inner.force_flush(timeout_millis))
@@ -79,48 +104,93 @@ def _counting_metric_exporter(inner: Any, failures: _ExportFailures, endpoint: s
                 preferred_temporality=inner._preferred_temporality,
                 preferred_aggregation=inner._preferred_aggregation,
             )
+            self._stopped = threading.Lock()  # held once the inner exporter is shut down
 
         def export(
             self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any
         ) -> MetricExportResult:
-            try:
-                result = inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-            except Exception:  # never raise into the reader's thread
+            if failures.too_late():
                 result = MetricExportResult.FAILURE
+            else:
+                try:
+                    result = inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+                except Exception:  # never raise into the reader's thread
+                    result = MetricExportResult.FAILURE
             if result is not MetricExportResult.SUCCESS:
                 failures.failed("metrics", 1, endpoint)
-            return result  # type: ignore[no-any-return]
+            return result
 
         def force_flush(self, timeout_millis: float = 10_000) -> bool:
             return bool(inner.force_flush(timeout_millis=timeout_millis))
 
         def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-            inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+            if self._stopped.acquire(blocking=False):  # once, from whichever thread is first
+                inner.shutdown(timeout_millis=timeout_millis)
 
     return CountingMetricExporter()
 
 
 @dataclasses.dataclass
 class OTLPSetup:
-    """What `setup_otlp` built. `shutdown()` flushes within the export timeout and stops."""
+    """What `setup_otlp` built. `shutdown()` flushes and stops within the export timeout; it
+    also runs at process exit when it has not been called."""
 
     tracer_provider: Any
     meter_provider: Any
     container: Container
     export_timeout: float
     _failures: _ExportFailures
+    _exporters: tuple[Any, ...] = ()
+    _stoppers: list[threading.Thread] = dataclasses.field(default_factory=list, repr=False)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     @property
     def failed_exports(self) -> int:
-        """How many exports failed (the collector down, slow or refusing)."""
+        """How many exports failed (the collector down, slow or refusing) or were dropped at
+        shutdown."""
         return self._failures.count
 
     def shutdown(self) -> None:
-        """Flush what is queued (bounded by the export timeout), then stop the exporters."""
-        millis = int(self.export_timeout * 1000)
-        self.tracer_provider.force_flush(millis)
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown(timeout_millis=millis)
+        """Export what is queued and stop the exporters, returning within `export_timeout`
+        seconds whatever the collector does; what is not sent by then is dropped (and
+        counted in `failed_exports`). Safe to call twice: a second call waits for what is
+        left of the first one's time."""
+        with self._lock:
+            if not self._stoppers:
+                atexit.unregister(self.shutdown)
+                self._failures.deadline = time.monotonic() + self.export_timeout
+                millis = self.export_timeout * 1000
+                for name, stop in (
+                    ("traces", self.tracer_provider.shutdown),
+                    ("metrics", lambda: self.meter_provider.shutdown(timeout_millis=millis)),
+                ):
+                    # Daemon threads: one stuck in a socket read never holds process exit.
+                    thread = threading.Thread(
+                        target=_quietly, args=(stop,), name=f"chatmodels-otlp-{name}", daemon=True
+                    )
+                    thread.start()
+                    self._stoppers.append(thread)
+        deadline = self._failures.deadline
+        assert deadline is not None
+        for thread in self._stoppers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._stoppers):
+            # Time is up: stop the exporters now, which ends their retries and backoff; an
+            # export still in its socket read ends within its own timeout, on its thread.
+            for exporter in self._exporters:
+                _quietly(exporter.shutdown)
+
+
+def _quietly(stop: Any) -> None:
+    try:
+        stop()
+    except Exception as exc:  # on a shutdown thread: nothing to raise it to
+        get_logger("chatmodels.telemetry").warning(
+            "telemetry shutdown failed: %s: %s",
+            type(exc).__qualname__,
+            exc,
+            extra={"op": "telemetry", "code": "shutdown_failed"},
+        )
 
 
 def setup_otlp(
@@ -187,10 +257,13 @@ def setup_otlp(
     failures = _ExportFailures(get_logger("chatmodels.telemetry"))
     resource = Resource.create({"service.name": service_name})
     millis = int(export_timeout * 1000)
-    tracer_provider = TracerProvider(resource=resource)
+    span_exporter = _counting_span_exporter(span_inner, failures, endpoint)
+    metric_exporter = _counting_metric_exporter(metric_inner, failures, endpoint)
+    # The providers' own exit handlers would wait up to 30 s; OTLPSetup.shutdown runs instead.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     tracer_provider.add_span_processor(
         BatchSpanProcessor(
-            _counting_span_exporter(span_inner, failures, endpoint),
+            span_exporter,
             max_queue_size=max_queue_size,
             schedule_delay_millis=schedule_delay * 1000,
             max_export_batch_size=min(512, max_queue_size),
@@ -198,11 +271,13 @@ def setup_otlp(
         )
     )
     reader = PeriodicExportingMetricReader(
-        _counting_metric_exporter(metric_inner, failures, endpoint),
+        metric_exporter,
         export_interval_millis=metric_interval * 1000,
         export_timeout_millis=millis,
     )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[reader], shutdown_on_exit=False
+    )
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
@@ -212,4 +287,13 @@ def setup_otlp(
         level=level,
         capture_content=capture_content,
     )
-    return OTLPSetup(tracer_provider, meter_provider, container, export_timeout, failures)
+    setup = OTLPSetup(
+        tracer_provider,
+        meter_provider,
+        container,
+        export_timeout,
+        failures,
+        (span_exporter, metric_exporter),
+    )
+    atexit.register(setup.shutdown)
+    return setup
