@@ -134,6 +134,16 @@ class Runtime:
             except Exception as exc:
                 telemetry_failed(exc, "tracer setup")
                 self.tracer = self._trace_api = None
+        if self.content_events:
+            try:
+                logger_provider: Any = container.resolve(LoggerProviderKey)
+                self.event_logger = logger_provider.get_logger(
+                    SCOPE, _version(), schema_url=SCHEMA_URL
+                )
+            except Exception as exc:
+                telemetry_failed(exc, "event logger setup")
+                self.event_logger = None
+                self.content_events = False
         self.proxied = self._trace_api is not None or self._metrics_api is not None
 
     # The API's global providers are proxies: until the application installs an SDK provider

@@ -173,6 +173,9 @@ class TelemetryObserver:
             conversation = request.conversation_id
             if params or conversation:
                 attrs = _call_attributes(static, params, conversation)
+            routed = ROUTE_ATTEMPT.get()  # the one read an unrouted call pays for routes
+            if routed is not None:
+                attrs = {**attrs, **routed}
             span = scope._span = tracer.start_span(static.name, kind=otel.CLIENT, attributes=attrs)
             recording = scope._recording = span.is_recording()  # asked once
             if recording:
@@ -581,6 +584,8 @@ class _Scope:
                 reset_correlation_id(token)
         except Exception as exc:
             self._abandon(exc, "end")
+        if self._static.details:
+            self._emit_details(response, None)
 
     def fail(self, error: BaseException) -> None:
         """The call failed with `error`; sets its correlation_id."""
@@ -632,8 +637,29 @@ class _Scope:
             self._release()
         except Exception as exc:
             self._abandon(exc, "close")
+        if self._static.details:
+            self._emit_details(None, None)
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _emit_details(self, response: Any, code: str | None) -> None:
+        """Emit the conventions' ``gen_ai.client.inference.operation.details`` event: the
+        call's attributes and its content, in the call's trace. Never raises."""
+        try:
+            attrs = self._details
+            if response is not None:
+                attrs.update(_response_attributes(response))
+                attrs["gen_ai.output.messages"] = _content.output_value(response)
+            if code is not None:
+                attrs["error.type"] = code
+            otel = _otel()
+            span = self._span
+            context = otel.set_span_in_context(span) if span is not None else None
+            self._static.rt.event_logger.emit(
+                otel.LogRecord(event_name=DETAILS_EVENT, attributes=attrs, context=context)
+            )
+        except Exception:  # never break the caller over telemetry
+            pass
 
     def _abandon(self, exc: Exception, where: str) -> None:
         """Telemetry raised `exc` in `where`: report it, and undo what this scope holds (its
