@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ._model import AsyncChatStream, ChatModel, ChatStream
     from ._routes._deployment import Deployment
     from ._routes._model import RoutedModel, RouteHealth
+    from ._routes._redis import RedisState
     from ._routes._route import register_route
     from ._routes._types import Breaker, DeploymentStatus
     from ._types import (
@@ -87,6 +88,7 @@ _LAZY_MODULES = {
     "._model": ("AsyncChatStream", "ChatModel", "ChatStream"),
     "._routes._deployment": ("Deployment",),
     "._routes._model": ("RouteHealth", "RoutedModel"),
+    "._routes._redis": ("RedisState",),
     "._routes._route": ("register_route",),
     "._routes._types": ("Breaker", "DeploymentStatus"),
     "._types": (
@@ -152,6 +154,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "ReasoningPart",
+    "RedisState",
     "RouteHealth",
     "RoutedModel",
     "Secret",
