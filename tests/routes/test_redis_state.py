@@ -284,29 +284,28 @@ def test_keys_hash_tagged_with_ttl_and_no_secret(
 
 # -- the same rules as the in-process state -------------------------------------------------
 
+ACQUIRE = st.tuples(
+    st.just("acquire"),
+    st.sampled_from([[0], [1], [0, 1], [1, 0], []]),
+    st.integers(0, 40),
+)
+RELEASE = st.tuples(
+    st.just("release"),
+    st.integers(0, 10),
+    st.sampled_from([0, 1, 1, 2]),
+    st.one_of(st.none(), st.integers(0, 60)),
+    st.one_of(st.none(), st.none(), st.sampled_from([0.0, 0.005, 0.5])),
+)
 OPS = st.lists(
-    st.one_of(
-        st.tuples(st.just("acquire"), st.lists(st.integers(0, 1), max_size=2), st.integers(0, 40)),
-        st.tuples(
-            st.just("release"),
-            st.integers(0, 10),
-            st.sampled_from([0, 1, 1, 2]),
-            st.one_of(st.none(), st.integers(0, 60)),
-            st.one_of(st.none(), st.sampled_from([0.0, 0.005, 0.5])),
-        ),
-        st.tuples(st.just("sleep"), st.sampled_from([0.006, 0.012])),
-    ),
+    st.one_of(ACQUIRE, RELEASE, st.tuples(st.just("sleep"), st.sampled_from([0.006, 0.012]))),
+    min_size=5,
     max_size=40,
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=OPS)
-def test_agrees_with_the_twin(server: RedisServer, ops: list[Any]) -> None:
-    limits = [
-        Limits(rpm=4, tpm=100, max_concurrency=3),
-        Limits(rpm=None, tpm=None, max_concurrency=None),
-    ]
+def drive(server: RedisServer, ops: list[Any]) -> None:
+    """Run `ops` on a Redis state and on the Python twin fed the server's times; they agree."""
+    limits = [Limits(rpm=3, tpm=70), Limits(max_concurrency=2)]
     breaker = Breaker(
         failures=2, window=30, failure_rate=0.5, min_calls=3, cooldown=0.01, max_cooldown=0.04
     )
@@ -324,7 +323,7 @@ def test_agrees_with_the_twin(server: RedisServer, ops: list[Any]) -> None:
                 want.index,
                 want.ticket,
                 want.trial,
-            )
+            ), op
             assert got.wait == pytest.approx(want.wait)
             if got.admitted:
                 held.append((got.index, got.ticket))
@@ -349,6 +348,41 @@ def test_agrees_with_the_twin(server: RedisServer, ops: list[Any]) -> None:
             ), (i, op)
             assert got_s.latency == pytest.approx(want_s.latency)
             assert got_s.seconds_until_close == pytest.approx(want_s.seconds_until_close)
+    store.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=OPS)
+def test_agrees_with_the_twin(server: RedisServer, ops: list[Any]) -> None:
+    drive(server, ops)
+
+
+A0 = ("acquire", [0], 0)
+FAIL = ("release", 0, 1, None, None)
+OK = ("release", 0, 0, 5, None)
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        pytest.param([A0, A0, FAIL, FAIL, A0], id="opens-on-a-streak"),
+        pytest.param([A0, A0, A0, OK, FAIL, FAIL], id="opens-on-the-rate"),
+        pytest.param(
+            [A0, ("release", 0, 1, None, 0.005), ("sleep", 0.006), A0, A0, FAIL, ("sleep", 0.006)]
+            + [A0, ("sleep", 0.05), A0, OK, A0],
+            id="trial-fails-with-a-doubled-cooldown-then-closes",
+        ),
+        pytest.param(
+            [("acquire", [0], 30), ("acquire", [0], 30), ("acquire", [0], 30)]
+            + [("release", 0, 0, 1, None), ("acquire", [0], 30), ("acquire", [0, 1], 30)],
+            id="tpm-corrected-by-actual-tokens",
+        ),
+        pytest.param([A0, A0, A0, A0, ("acquire", [0, 1], 0)], id="rpm-then-the-next"),
+        pytest.param([("acquire", [1], 0)] * 3 + [("acquire", [1, 0], 0)], id="concurrency"),
+    ],
+)
+def test_agrees_with_the_twin_on_each_rule(server: RedisServer, ops: list[Any]) -> None:
+    drive(server, ops)
 
 
 # -- leases ---------------------------------------------------------------------------------
