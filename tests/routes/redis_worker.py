@@ -53,10 +53,10 @@ def calls(url: str, prefix: str, base_url: str, rpm: int, threads: int, seconds:
 
 def hold(url: str, prefix: str, cap: int, lease: float) -> None:
     class Model:
-        class metadata:  # noqa: N801
+        class metadata:
             name = "openai"
 
-        class options:  # noqa: N801
+        class options:
             base_url = "http://held"
             model = "m"
 

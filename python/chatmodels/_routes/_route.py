@@ -497,9 +497,7 @@ def build_route(
         if state is None:
             route_state = new_route_state(limits, breaker, backend=registry.backend)
         else:
-            route_state = state.route_state(
-                name, models, limits, breaker, backend=registry.backend
-            )
+            route_state = state.route_state(name, models, limits, breaker, backend=registry.backend)
         route = Route(
             registry,
             name,
