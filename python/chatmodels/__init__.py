@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ._routes._config import load_config
     from ._routes._deployment import Deployment
     from ._routes._model import RoutedModel, RouteHealth
+    from ._routes._redis import RedisState
     from ._routes._route import register_route
     from ._routes._types import Breaker, DeploymentStatus
     from ._types import (
@@ -88,6 +89,7 @@ _LAZY_MODULES = {
     "._routes._config": ("load_config",),
     "._routes._deployment": ("Deployment",),
     "._routes._model": ("RouteHealth", "RoutedModel"),
+    "._routes._redis": ("RedisState",),
     "._routes._route": ("register_route",),
     "._routes._types": ("Breaker", "DeploymentStatus"),
     "._types": (
@@ -153,6 +155,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "ReasoningPart",
+    "RedisState",
     "RouteHealth",
     "RoutedModel",
     "Secret",

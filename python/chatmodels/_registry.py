@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     # `import chatmodels` loads the registry without the chat API; `_checked` imports it.
     from ._model import ChatModel
     from ._routes._deployment import Deployment
+    from ._routes._redis import RedisState
     from .telemetry import Container
 
 __all__ = [
@@ -241,6 +242,7 @@ class ProviderRegistry:
         max_wait: float = 0.0,
         clock: Callable[[], float] | None = None,
         replace: bool = False,
+        state: RedisState | None = None,
     ) -> ProviderMetadata:
         """Register a route in this registry (see `chatmodels.register_route`)."""
         from ._routes._route import build_route
@@ -256,6 +258,7 @@ class ProviderRegistry:
             max_wait=max_wait,
             clock=clock,
             replace=replace,
+            state=state,
         )
 
     def _routed_entry(self, name: str) -> _Entry | None:

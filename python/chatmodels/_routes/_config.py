@@ -43,7 +43,15 @@ __all__ = ["CONFIG_ENV", "RouteSpec", "load_config", "read_config"]
 CONFIG_ENV = "CHATMODELS_CONFIG"
 """The environment variable naming a file that the global registry loads on first use."""
 
-_ROUTE_KEYS = ("strategy", "timeout", "failover_on", "max_wait", "breaker", "deployments")
+_ROUTE_KEYS = (
+    "strategy",
+    "timeout",
+    "failover_on",
+    "max_wait",
+    "breaker",
+    "state",
+    "deployments",
+)
 _DEPLOYMENT_KEYS = (
     "provider",
     "options",
@@ -153,6 +161,20 @@ class _Reader:
             field = exc.detail.split(" ", 1)[0].removeprefix("Breaker.")
             raise self.error(f"{where}.{field}", exc.detail) from None
 
+    def state(self, raw: object, where: str) -> object:
+        """A `RedisState` for ``state = "redis://..."`` (or ``{env = NAME}``)."""
+        value = self.option(raw, where)
+        if not isinstance(value, str):
+            raise self.error(
+                where, f"must be a redis://, rediss:// or unix:// URL, got {_kind(value)}"
+            )
+        from ._redis import RedisState
+
+        try:
+            return RedisState(value)
+        except InvalidConfigError as exc:
+            raise self.error(where, exc.detail) from None
+
     def route(self, name: str, raw: object) -> RouteSpec:
         where = f"routes.{name}"
         table = self.table(raw, where)
@@ -178,6 +200,8 @@ class _Reader:
             settings["failover_on"] = codes
         if "breaker" in table:
             settings["breaker"] = self.breaker(table["breaker"], f"{where}.breaker")
+        if "state" in table:
+            settings["state"] = self.state(table["state"], f"{where}.state")
         deployments = table.get("deployments")
         if not isinstance(deployments, list) or not deployments:
             raise self.error(f"{where}.deployments", "must be a non-empty array of tables")
@@ -313,4 +337,5 @@ def _undo(registry: ProviderRegistry, done: list[str], previous: dict[str, Route
             max_wait=old.max_wait,
             clock=old.clock,
             replace=True,
+            state=old.state_source,
         )

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .._model import ChatModel
     from .._registry import ProviderRegistry
     from ._model import RoutedModel
+    from ._redis import RedisState
 
 logger = logging.getLogger("chatmodels.routes")
 
@@ -71,6 +72,9 @@ class Route:
     `RoutedModel` bound to the route's name, which follows whatever route the name holds at
     each call).
     """
+
+    state_source: RedisState | None = None
+    """The shared state's store the route was registered with (None: in-process)."""
 
     def __init__(
         self,
@@ -243,6 +247,7 @@ class Route:
                 entries=tuple(entries),
                 metadata=self.metadata,
             )
+            successor.state_source = self.state_source
             registry._table.insert(
                 self.name, _entry(successor), self.metadata.capability_mask, True, "route"
             )
@@ -409,6 +414,7 @@ def build_route(
     max_wait: float = 0.0,
     clock: Callable[[], float] | None = None,
     replace: bool = False,
+    state: RedisState | None = None,
 ) -> ProviderMetadata:
     """Validate a route, create its models and register it (see `register_route`)."""
     from .._pytable import check_name
@@ -449,6 +455,15 @@ def build_route(
             op="register_route",
             provider=name,
         )
+    if state is not None:
+        from ._redis import RedisState
+
+        if not isinstance(state, RedisState):
+            raise InvalidConfigError(
+                f"state must be a RedisState or None, got {type(state).__name__}",
+                op="register_route",
+                provider=name,
+            )
     for i, d in enumerate(deployments):
         if d.provider == name:
             raise InvalidConfigError(
@@ -480,11 +495,11 @@ def build_route(
                 model.close()
             raise
         metadata = _route_metadata(name, models, chosen)
-        state = new_route_state(
-            [Limits(d.rpm, d.tpm, d.max_concurrency) for d in deployments],
-            breaker,
-            backend=registry.backend,
-        )
+        limits = [Limits(d.rpm, d.tpm, d.max_concurrency) for d in deployments]
+        if state is None:
+            route_state = new_route_state(limits, breaker, backend=registry.backend)
+        else:
+            route_state = state.route_state(name, models, limits, breaker, backend=registry.backend)
         route = Route(
             registry,
             name,
@@ -495,11 +510,12 @@ def build_route(
             breaker=breaker,
             max_wait=wait,
             clock=clock,
-            state=state,
+            state=route_state,
             models=tuple(models),
             entries=tuple(entries),
             metadata=metadata,
         )
+        route.state_source = state
         old = _route_of(registry, name)
         try:
             registry._table.insert(
@@ -532,6 +548,7 @@ def register_route(
     max_wait: float = 0.0,
     clock: Callable[[], float] | None = None,
     replace: bool = False,
+    state: RedisState | None = None,
 ) -> ProviderMetadata:
     """Register a route in the global registry: one name over several deployments.
 
@@ -545,7 +562,8 @@ def register_route(
     every deployment at a rate limit waits up to `max_wait` seconds for capacity. `clock`
     (monotonic seconds; default `time.monotonic`) drives the breaker and the limits.
     `replace=True` swaps the route atomically: calls in flight finish on the old deployments,
-    whose models close once drained.
+    whose models close once drained. `state` (a `RedisState`; None: in-process) shares the
+    limits and circuits with every process registering the route on the same store.
 
     Raises invalid_config naming the offending field, and registers nothing, for a bad
     route; provider_already_registered when the name is taken and `replace` is false.
@@ -567,4 +585,5 @@ def register_route(
         max_wait=max_wait,
         clock=clock,
         replace=replace,
+        state=state,
     )

@@ -1,0 +1,590 @@
+"""`RedisState` against a real redis-server on loopback: the same rules as the in-process
+state, exact limits across processes, circuits seen by every process, and calls that go on
+when Redis goes away."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chatmodels import (
+    Breaker,
+    Deployment,
+    InvalidConfigError,
+    ProviderRegistry,
+    RedisState,
+)
+from chatmodels._builtins import register_builtins
+from chatmodels._routes._pystate import RouteState as TwinState
+from chatmodels._routes._redis import _RedisRouteState
+from chatmodels._routes._state import Limits, breaker_tuple
+from chatmodels.testing import OpenAICompatibleServer, ScriptedError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+redis = pytest.importorskip("redis")
+
+WORKER = Path(__file__).with_name("redis_worker.py")
+SERVER = shutil.which("redis-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server process on 127.0.0.1 (no persistence), started and stopped by a test."""
+
+    def __init__(self) -> None:
+        assert SERVER, "redis-server is not installed (apt-get install redis-server)"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        assert SERVER
+        self.proc = subprocess.Popen(
+            [
+                SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+            finally:
+                client.close()
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+    def client(self) -> Any:
+        return redis.Redis(port=self.port, socket_timeout=1)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+STORES: list[RedisState] = []
+
+
+def make_store(*args: Any, **kwargs: Any) -> RedisState:
+    """A RedisState closed after the test."""
+    store = RedisState(*args, **kwargs)
+    STORES.append(store)
+    return store
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while REGISTRIES:
+        REGISTRIES.pop().clear()
+    while STORES:
+        STORES.pop().close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def http() -> Iterator[list[OpenAICompatibleServer]]:
+    started: list[OpenAICompatibleServer] = []
+    yield started
+    for s in started:
+        s.stop()
+
+
+def serve(started: list[OpenAICompatibleServer], replies: Any = None) -> OpenAICompatibleServer:
+    s = OpenAICompatibleServer(replies).start()
+    started.append(s)
+    return s
+
+
+def dep(s: OpenAICompatibleServer, **limits: Any) -> Deployment:
+    return Deployment("openai", {"model": "m", "base_url": s.base_url, "api_key": "k"}, **limits)
+
+
+REGISTRIES: list[ProviderRegistry] = []
+
+
+def registry(backend: str) -> ProviderRegistry:
+    """A registry with the built-ins, cleared (its models closed) after the test."""
+    reg = ProviderRegistry(backend=backend)  # type: ignore[arg-type]
+    register_builtins(reg)
+    REGISTRIES.append(reg)
+    return reg
+
+
+class _Model:
+    """What `RedisState.route_state` reads of a model: its provider, base URL and model."""
+
+    def __init__(self, n: int | str) -> None:
+        base_url = n if isinstance(n, str) else f"http://d{n}"
+        self.metadata = type("M", (), {"name": "openai"})()
+        self.options = type("O", (), {"base_url": base_url, "model": "m"})()
+
+
+def bare_state(
+    store: RedisState, limits: list[Limits], breaker: Breaker | None
+) -> _RedisRouteState:
+    state = store.route_state("r", [_Model(i) for i in range(len(limits))], limits, breaker)  # type: ignore[misc]
+    assert isinstance(state, _RedisRouteState)
+    state._jitter = "0.0"
+    return state
+
+
+# -- bad input and secrets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://localhost:6379",
+        "redis://",
+        "redis://host:notaport/0",
+        "unix://",
+        "localhost:6379",
+        b"redis://localhost",
+        42,
+        None,
+        object(),
+    ],
+)
+def test_bad_input_is_invalid_config(bad: object) -> None:
+    with pytest.raises(InvalidConfigError):
+        RedisState(bad)
+
+
+@pytest.mark.parametrize("field", ["timeout", "lease", "retry_interval"])
+@pytest.mark.parametrize("value", [0, -1, float("nan"), True])
+def test_bad_settings(field: str, value: object) -> None:
+    with pytest.raises(InvalidConfigError):
+        RedisState("redis://localhost", **{field: value})  # type: ignore[arg-type]
+
+
+def test_bad_prefix() -> None:
+    with pytest.raises(InvalidConfigError):
+        RedisState("redis://localhost", prefix="a{b}")
+
+
+def test_password_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    store = make_store(f"redis://alice:hunter2secret@127.0.0.1:{free_port()}/0")
+    assert "hunter2secret" not in repr(store)
+    assert "alice" in repr(store)
+    with caplog.at_level(logging.WARNING, "chatmodels.routes"):
+        bare_state(store, [Limits()], None)
+    assert caplog.records
+    assert all("hunter2secret" not in r.getMessage() for r in caplog.records)
+    with pytest.raises(InvalidConfigError) as info:
+        RedisState("redis://alice:hunter2secret@host:bad/0")
+    assert "hunter2secret" not in str(info.value)
+
+
+def test_accepts_clients(server: RedisServer, prefix: str) -> None:
+    import redis.asyncio
+
+    for client in (server.client(), redis.asyncio.Redis(port=server.port)):
+        store = make_store(client, prefix=prefix)
+        state = bare_state(store, [Limits(rpm=1)], None)
+        assert state.try_acquire(0, 0.0, 0).admitted is (client is not None)
+        assert state.shared
+        prefix += "x"
+
+
+def test_unreachable_at_registration_is_logged_not_raised(
+    backend: str, http: list[OpenAICompatibleServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    s = serve(http)
+    reg = registry(backend)
+    store = make_store(f"redis://127.0.0.1:{free_port()}/0")
+    with caplog.at_level(logging.WARNING, "chatmodels.routes"):
+        reg.register_route("chat", [dep(s)], state=store)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert reg.create("chat").invoke("hi").text == "Echo: hi"
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(InvalidConfigError, match=r"chatmodels\[redis\]"):
+        RedisState("redis://localhost")
+
+
+def test_keys_hash_tagged_with_ttl_and_no_secret(
+    server: RedisServer, prefix: str, backend: str, http: list[OpenAICompatibleServer]
+) -> None:
+    s = serve(http)
+    reg = registry(backend)
+    secret = "sk-very-secret-key"
+    reg.register_route(
+        "chat",
+        [Deployment("openai", {"model": "m", "base_url": s.base_url, "api_key": secret}, rpm=9)],
+        state=make_store(server.url, prefix=prefix),
+    )
+    reg.create("chat").invoke("a prompt text")
+    client = server.client()
+    try:
+        keys = client.keys(f"{{{prefix}:chat}}:*")
+        assert keys
+        for key in keys:
+            assert client.ttl(key) > 0
+            dump = repr(client.dump(key)) + key.decode()
+            assert secret not in dump
+            assert "prompt" not in dump
+    finally:
+        client.close()
+
+
+# -- the same rules as the in-process state -------------------------------------------------
+
+ACQUIRE = st.tuples(
+    st.just("acquire"),
+    st.sampled_from([[0], [1], [0, 1], [1, 0], []]),
+    st.integers(0, 40),
+)
+RELEASE = st.tuples(
+    st.just("release"),
+    st.integers(0, 10),
+    st.sampled_from([0, 1, 1, 2]),
+    st.one_of(st.none(), st.integers(0, 60)),
+    st.one_of(st.none(), st.none(), st.sampled_from([0.0, 0.005, 0.5])),
+)
+OPS = st.lists(
+    st.one_of(ACQUIRE, RELEASE, st.tuples(st.just("sleep"), st.sampled_from([0.006, 0.012]))),
+    min_size=5,
+    max_size=40,
+)
+
+
+def drive(server: RedisServer, ops: list[Any]) -> None:
+    """Run `ops` on a Redis state and on the Python twin fed the server's times; they agree."""
+    limits = [Limits(rpm=3, tpm=70), Limits(max_concurrency=2)]
+    breaker = Breaker(
+        failures=2, window=30, failure_rate=0.5, min_calls=3, cooldown=0.01, max_cooldown=0.04
+    )
+    store = make_store(server.url, prefix=f"h{uuid.uuid4().hex[:10]}", timeout=1)
+    redis_state = bare_state(store, limits, breaker)
+    twin = TwinState([tuple(lim) for lim in limits], breaker_tuple(breaker), 0.0, 0)
+    held: list[tuple[int, int]] = []
+    for op in ops:
+        if op[0] == "acquire":
+            _, order, est = op
+            got = redis_state.acquire_first(order, 0.0, est)
+            want = twin.acquire_first(order, redis_state.clock, est)
+            assert (got.reason, got.index, got.ticket, got.trial) == (
+                want.reason,
+                want.index,
+                want.ticket,
+                want.trial,
+            ), op
+            assert got.wait == pytest.approx(want.wait)
+            if got.admitted:
+                held.append((got.index, got.ticket))
+        elif op[0] == "release":
+            _, pick, outcome, tokens, retry = op
+            if not held:
+                continue
+            index, ticket = held.pop(pick % len(held))
+            latency = 0.1 if outcome == 0 else None
+            redis_state.release(index, ticket, 0.0, outcome, tokens, latency, retry)
+            twin.release(index, ticket, redis_state.clock, outcome, tokens, latency, retry)
+        else:
+            time.sleep(op[1])
+        for i in range(2):
+            got_s = redis_state.snapshot(i, 0.0)
+            want_s = twin.snapshot(i, redis_state.clock)
+            assert (got_s.circuit, got_s.in_flight, got_s.rpm_left, got_s.tpm_left) == (
+                want_s.circuit,
+                want_s.in_flight,
+                want_s.rpm_left,
+                want_s.tpm_left,
+            ), (i, op)
+            assert got_s.latency == pytest.approx(want_s.latency)
+            assert got_s.seconds_until_close == pytest.approx(want_s.seconds_until_close)
+    store.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=OPS)
+def test_agrees_with_the_twin(server: RedisServer, ops: list[Any]) -> None:
+    drive(server, ops)
+
+
+A0 = ("acquire", [0], 0)
+FAIL = ("release", 0, 1, None, None)
+OK = ("release", 0, 0, 5, None)
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        pytest.param([A0, A0, FAIL, FAIL, A0], id="opens-on-a-streak"),
+        pytest.param([A0, A0, A0, OK, FAIL, FAIL], id="opens-on-the-rate"),
+        pytest.param(
+            [
+                A0,
+                ("release", 0, 1, None, 0.005),
+                ("sleep", 0.006),
+                A0,
+                A0,
+                FAIL,
+                ("sleep", 0.006),
+                A0,
+                ("sleep", 0.05),
+                A0,
+                OK,
+                A0,
+            ],
+            id="trial-fails-with-a-doubled-cooldown-then-closes",
+        ),
+        pytest.param(
+            [("acquire", [0], 30)] * 3
+            + [("release", 0, 0, 1, None), ("acquire", [0], 30), ("acquire", [0, 1], 30)],
+            id="tpm-corrected-by-actual-tokens",
+        ),
+        pytest.param([A0, A0, A0, A0, ("acquire", [0, 1], 0)], id="rpm-then-the-next"),
+        pytest.param([("acquire", [1], 0)] * 3 + [("acquire", [1, 0], 0)], id="concurrency"),
+    ],
+)
+def test_agrees_with_the_twin_on_each_rule(server: RedisServer, ops: list[Any]) -> None:
+    drive(server, ops)
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+def test_lease_renewed_while_held_and_freed_on_release(server: RedisServer, prefix: str) -> None:
+    store = make_store(server.url, prefix=prefix, lease=0.3)
+    state = bare_state(store, [Limits(max_concurrency=1)], None)
+    first = state.try_acquire(0, 0.0, 0)
+    assert first.admitted
+    time.sleep(0.9)  # three leases: only the renewals keep the slot
+    assert state.try_acquire(0, 0.0, 0).reason == 3
+    state.release(0, first.ticket, 0.0, 0)
+    assert state.try_acquire(0, 0.0, 0).admitted
+
+
+def test_killed_process_frees_its_slots_within_the_lease(server: RedisServer, prefix: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "hold", server.url, prefix, "2", "1.0"],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"held"
+        store = make_store(server.url, prefix=prefix)
+        # the worker's deployment: the same provider, base URL and model, so the same keys
+        mine = store.route_state("held", [_Model("http://held")], [Limits(max_concurrency=2)], None)  # type: ignore[list-item]
+        time.sleep(0.5)
+        assert mine.try_acquire(0, 0.0, 0).reason == 3  # renewed by the live worker
+        proc.kill()
+        proc.wait()
+        killed = time.monotonic()
+        while not mine.try_acquire(0, 0.0, 0).admitted:
+            assert time.monotonic() - killed < 1.5
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+# -- routed calls ---------------------------------------------------------------------------
+
+
+def test_circuit_opened_in_one_process_is_seen_by_the_next(
+    server: RedisServer, prefix: str, backend: str, http: list[OpenAICompatibleServer]
+) -> None:
+    down = serve(http, lambda request: ScriptedError(503, "down"))
+    up = serve(http)
+    breaker = Breaker(failures=1, cooldown=30)
+    a, b = registry(backend), registry(backend)
+    for reg in (a, b):
+        reg.register_route(
+            "chat",
+            [dep(down), dep(up)],
+            breaker=breaker,
+            state=make_store(server.url, prefix=prefix),
+        )
+    assert a.create("chat").invoke("hi").text == "Echo: hi"
+    assert len(down.requests) == 1
+    for _ in range(5):
+        assert b.create("chat").invoke("hi").text == "Echo: hi"
+    assert len(down.requests) == 1  # B never sent to the deployment A found down
+    assert len(up.requests) == 6
+
+
+def test_limits_exact_across_processes(
+    server: RedisServer, prefix: str, http: list[OpenAICompatibleServer]
+) -> None:
+    s = serve(http)
+    rpm = 40
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                "calls",
+                server.url,
+                prefix,
+                s.base_url,
+                str(rpm),
+                "6",
+                "3",
+            ],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(4)
+    ]
+    totals = {"ok": 0, "limited": 0, "other": 0}
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        for k, v in json.loads(out).items():
+            totals[k] += v
+    received = len(s.requests)
+    assert received <= rpm  # one window: never more than the limit
+    assert received >= 0.95 * rpm  # saturated: the limit is used
+    assert totals["ok"] == received
+    assert totals["other"] == 0
+    assert totals["limited"] > 0
+
+
+def test_redis_killed_mid_run_then_back(
+    backend: str, http: list[OpenAICompatibleServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    own = RedisServer().start()
+    try:
+        s = serve(http)
+        reg = registry(backend)
+        store = make_store(own.url, prefix="kill", retry_interval=0.2)
+        reg.register_route("chat", [dep(s)], state=store)
+        model = reg.create("chat")
+        route_state = reg._table.get("chat", "t").creator.state
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            while not done.is_set():
+                try:
+                    model.invoke("hi")
+                except BaseException as exc:
+                    errors.append(exc)
+
+        with caplog.at_level(logging.INFO, "chatmodels.routes"):
+            threads = [threading.Thread(target=run) for _ in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            assert route_state.shared
+            own.kill()
+            time.sleep(0.6)
+            assert not route_state.shared
+            own.start()
+            time.sleep(0.6)
+            done.set()
+            for t in threads:
+                t.join()
+        assert errors == []
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert route_state.shared
+        client = own.client()
+        assert client.keys("{kill:chat}:*")
+        client.close()
+        assert len(s.requests) > 50
+    finally:
+        own.stop()
+
+
+def test_slow_redis_never_blocks_a_call_past_timeout(
+    backend: str, http: list[OpenAICompatibleServer]
+) -> None:
+    own = RedisServer().start()
+    try:
+        s = serve(http)
+        reg = registry(backend)
+        reg.register_route("chat", [dep(s)], state=make_store(own.url, prefix="slow", timeout=0.05))
+        model = reg.create("chat")
+        model.invoke("warm")
+        assert own.proc is not None
+        own.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert model.invoke("hi").text == "Echo: hi"
+            # one acquire times out (0.05 s), then local state until the retry interval
+            assert time.monotonic() - started < 0.5
+        finally:
+            own.proc.send_signal(signal.SIGCONT)
+    finally:
+        own.stop()
+
+
+def test_toml_state(tmp_path: Path, server: RedisServer, prefix: str) -> None:
+    from chatmodels._routes._config import read_config
+
+    path = tmp_path / "routes.toml"
+    path.write_text(
+        f'[routes.chat]\nstate = "{server.url}"\n'
+        '[[routes.chat.deployments]]\nprovider = "openai"\noptions = {model = "m"}\n'
+    )
+    (spec,) = read_config(path)
+    assert isinstance(spec.settings["state"], RedisState)
+    path.write_text(
+        '[routes.chat]\nstate = "http://x"\n'
+        '[[routes.chat.deployments]]\nprovider = "openai"\noptions = {model = "m"}\n'
+    )
+    with pytest.raises(InvalidConfigError, match=r"routes\.chat\.state"):
+        read_config(path)
