@@ -512,7 +512,7 @@ def test_redis_killed_mid_run_then_back(
         store = make_store(own.url, prefix="kill", retry_interval=0.2)
         reg.register_route("chat", [dep(s)], state=store)
         model = reg.create("chat")
-        route_state = reg._table.get("chat", "t").creator.state
+        route_state = reg._table.get("chat", "t").make.state
         errors: list[BaseException] = []
         done = threading.Event()
 

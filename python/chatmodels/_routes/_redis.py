@@ -297,6 +297,8 @@ class _RedisRouteState:
         self._lease = repr(owner.lease)
         self._down_until = 0.0
         self._down = False
+        self._up_since = 0.0  # when Redis last answered again after an outage (monotonic)
+        self._down_since = 0.0  # when the last outage began
         self._lock = threading.Lock()
         n = len(keys)
         self._in_flight = [0] * n
@@ -320,12 +322,18 @@ class _RedisRouteState:
     def _usable(self) -> bool:
         return not self._down or time.monotonic() >= self._down_until
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, started: float | None = None) -> None:
+        """Redis failed a request begun at `started`: fall back to the local state (logged
+        once per outage). A request begun before Redis last came back failed in the outage
+        already reported: it starts no new one."""
         with self._lock:
+            if started is not None and started < self._up_since:
+                return
             self._down_until = time.monotonic() + self._owner.retry_interval
             if self._down:
                 return
             self._down = True
+            self._down_since = time.monotonic()
         logger.warning(
             "route %r: Redis state unreachable (%s: %s); using in-process state until it is back",
             self._route,
@@ -333,10 +341,16 @@ class _RedisRouteState:
             _safe(exc),
         )
 
-    def _ok(self) -> None:
+    def _ok(self, started: float) -> None:
+        """Redis answered a request begun at `started`. One begun before the outage did not
+        cross it (a reply already on its way): it ends nothing."""
         if self._down:
             with self._lock:
+                if started < self._down_since:
+                    return
                 was, self._down = self._down, False
+                if was:
+                    self._up_since = time.monotonic()
             if was:
                 logger.info(
                     "route %r: Redis state reachable again; shared state resumed", self._route
@@ -376,12 +390,13 @@ class _RedisRouteState:
             args = ["acquire", self._ttl, str(int(est_tokens)), self._lease]
             for index in order:
                 args += [str(index), *self._rows[index]]
+            started = time.monotonic()
             try:
                 answer, seen, clock = self._eval(order, args)
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, started)
             else:
-                self._ok()
+                self._ok(started)
                 self.clock = float(clock)
                 for k in range(0, len(seen), 3):
                     i = int(seen[k])
@@ -446,12 +461,13 @@ class _RedisRouteState:
         ]
         if self._breaker:
             args += [*self._breaker, self._jitter]
+        started = time.monotonic()
         try:
             self.clock = float(self._eval(index, args))
         except Exception as exc:
-            self._failed(exc)  # the lease runs out by itself
+            self._failed(exc, started)  # the lease runs out by itself
         else:
-            self._ok()
+            self._ok(started)
 
     def in_flight(self, index: int) -> int:
         """Calls in flight on `index`, as of this process's last decision on it."""
@@ -471,14 +487,15 @@ class _RedisRouteState:
         if not math.isfinite(now):
             raise ValueError("now must be a finite number")
         if self._usable():
+            started = time.monotonic()
             try:
                 state, until, in_flight, logged, tokens, lat, clock = self._eval(
                     index, ["snapshot", self._ttl]
                 )
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, started)
             else:
-                self._ok()
+                self._ok(started)
                 self.clock = float(clock)
                 rpm, tpm, _cap = self._limits[index]
                 return RouteSnapshot(
@@ -507,10 +524,11 @@ class _RedisRouteState:
             tickets = list(held)
             if not tickets:
                 continue
+            started = time.monotonic()
             try:
                 self._eval(index, ["renew", self._ttl, self._lease, *map(str, tickets)])
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, started)
                 return
 
 
