@@ -14,6 +14,7 @@ wheels=(dist/chatmodels-*-cp313-cp313t-*manylinux_2_17_x86_64*.whl)
 .venv-ft/bin/python -m pip install -q --upgrade pip
 .venv-ft/bin/python -m pip install -q --only-binary=:all: --group test-free-threaded "${wheels[0]}"
 .venv-ft/bin/python -m pytest \
-    tests/free_threaded tests/test_registry.py tests/test_global_registry.py \
-    tests/test_bad_input.py tests/test_parity_stateful.py tests/test_thread_stress.py \
+    tests/free_threaded tests/registry/test_registry.py tests/registry/test_global_registry.py \
+    tests/registry/test_bad_input.py tests/registry/test_parity_stateful.py \
+    tests/registry/test_thread_stress.py \
     tests/routes

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from chatmodels import ProviderRegistry
+from chatmodels import ProviderRegistry, telemetry
+from chatmodels._observe import set_observer
 from chatmodels._registry import _swap_global_registry
 from helpers import BACKENDS
+from sdk_helpers import SDK
 
 
 @pytest.fixture(params=BACKENDS)
@@ -35,3 +37,15 @@ def global_registry(backend: str) -> Iterator[ProviderRegistry]:
         yield fresh
     finally:
         _swap_global_registry(previous)
+
+
+@pytest.fixture
+def sdk() -> Iterator[SDK]:
+    """The OTel SDK's in-memory exporters as chatmodels' telemetry; the previous one after."""
+    previous_container = telemetry.get_container()
+    previous_observer = set_observer(telemetry.TelemetryObserver())
+    installed = SDK()
+    yield installed
+    installed.close()
+    set_observer(previous_observer)
+    telemetry.set_container(previous_container)

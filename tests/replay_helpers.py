@@ -1,4 +1,4 @@
-"""What the provider replay tests (test_chat_*.py) share: where cassettes are, a model
+"""What the provider replay tests (providers/test_chat_*.py) share: where cassettes are, a model
 pointed at a loopback server, hand-written interactions, the replay loop, secret checks."""
 
 from __future__ import annotations

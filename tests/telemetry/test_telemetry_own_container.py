@@ -20,9 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from test_telemetry_calls import SDK, sdk
-
-__all__ = ["sdk"]
+from sdk_helpers import SDK
 
 
 class Own:

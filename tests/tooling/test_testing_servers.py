@@ -24,7 +24,7 @@ from chatmodels.testing import (
     load_cassette,
 )
 
-CASSETTES = Path(__file__).parents[2] / "shared" / "cassettes"
+CASSETTES = Path(__file__).parents[3] / "shared" / "cassettes"
 CHAT = "/v1/chat/completions"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
 

@@ -29,7 +29,7 @@ def _model(url: str) -> chatmodels.ChatModel:
 
 def _requirements() -> list[Requirement]:
     """Every aiohttp requirement in pyproject.toml (the dependency and the test groups)."""
-    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     return [Requirement(line) for line in re.findall(r'"(aiohttp[^"]*)"', text)]
 
 

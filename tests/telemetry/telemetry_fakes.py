@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import pytest
 from chatmodels import telemetry
 from chatmodels._model import ChatRequest
 from chatmodels._observe import CallSite
@@ -106,8 +105,3 @@ def make_telemetry(level: str = "standard", capture_content: bool = False) -> It
     yield Telemetry(spans, reader, tracer_provider, telemetry.TelemetryObserver(container))
     meter_provider.shutdown()
     tracer_provider.shutdown()
-
-
-@pytest.fixture
-def tel() -> Iterator[Telemetry]:
-    yield from make_telemetry()

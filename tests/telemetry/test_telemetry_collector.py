@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from chatmodels import telemetry
-from test_telemetry_fakes import Response, call
+from telemetry_fakes import Response, call
 
 ROTEL = Path(__import__("rotel").__file__).parent / "rotel-agent"
 
@@ -113,7 +113,7 @@ def test_process_exits_promptly_with_the_collector_down() -> None:
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from chatmodels import telemetry
-        from test_telemetry_fakes import Response, call
+        from telemetry_fakes import Response, call
         otlp = telemetry.setup_otlp("http://127.0.0.1:{port}", export_timeout=1.0,
                                     schedule_delay=0.1, metric_interval=0.3)
         obs = telemetry.TelemetryObserver()

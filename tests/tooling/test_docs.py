@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 MARKER = "<!-- runnable -->"
 _BLOCK = re.compile(r"^<!-- runnable -->\n```python[^\n]*\n(.*?)^```$", re.M | re.S)
 # Pages that must keep runnable examples: a lost marker would silently stop testing them.

@@ -17,9 +17,7 @@ from chatmodels import ProviderRegistry, telemetry
 from chatmodels._backend import table_class
 from chatmodels._errors import InvalidProviderNameError, ProviderNotFoundError
 from helpers import echo_creator
-from test_telemetry_calls import SDK, sdk
-
-__all__ = ["sdk"]
+from sdk_helpers import SDK
 
 GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 

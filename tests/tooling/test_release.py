@@ -13,7 +13,7 @@ import chatmodels
 import pytest
 from chatmodels.__main__ import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cargo_version() -> str:

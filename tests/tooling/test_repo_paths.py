@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("python", "tests", "benches", "docs", "examples", "scripts", "rust", ".github")
 TOP_FILES = ("README.md", "Makefile", "pyproject.toml", "Cargo.toml")
 SUFFIXES = {".py", ".pyi", ".md", ".rs", ".toml", ".sh", ".yml", ".yaml", ".txt", ".cfg", ""}

@@ -1,6 +1,6 @@
 """Reasoning ("thinking") content as values: `ReasoningPart`, `Message.reasoning`, the
 reasoning fields of `ChatChunk`, and how `accumulate` folds them (provider wire formats are
-tested in tests/test_chat_<provider>.py)."""
+tested in tests/providers/test_chat_<provider>.py)."""
 
 from __future__ import annotations
 

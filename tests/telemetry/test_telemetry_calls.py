@@ -18,7 +18,7 @@ import chatmodels
 import pytest
 from chatmodels import ChatChunk, ChatModel, ChatModelError, telemetry
 from chatmodels._model import ChatRequest
-from chatmodels._observe import CallScope, set_observer
+from chatmodels._observe import CallScope
 from chatmodels.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS, JsonFormatter
 from chatmodels.testing import (
     OpenAICompatibleServer,
@@ -29,57 +29,11 @@ from chatmodels.testing import (
     load_cassette,
 )
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sdk_helpers import SDK
 
-CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
+CASSETTES = Path(__file__).resolve().parents[3] / "shared" / "cassettes"
 KEY = "sk-test-secret-key-123456"
-
-
-class SDK:
-    """In-memory exporters installed as chatmodels' telemetry (the global OTel ones untouched)."""
-
-    def __init__(self, level: str = "standard", capture_content: bool = False) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-        self.container = chatmodels.configure(
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            level=level,
-            capture_content=capture_content,
-        )
-
-    def spans(self, prefix: str = "") -> list[ReadableSpan]:
-        return [s for s in self.exporter.get_finished_spans() if s.name.startswith(prefix)]
-
-    def metrics(self) -> dict[str, Any]:
-        data = self.reader.get_metrics_data()
-        assert data is not None
-        return {
-            m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-        }
-
-    def close(self) -> None:
-        self.meter_provider.shutdown()
-        self.tracer_provider.shutdown()
-
-
-@pytest.fixture
-def sdk() -> Iterator[SDK]:
-    previous_container = telemetry.get_container()
-    previous_observer = set_observer(telemetry.TelemetryObserver())
-    installed = SDK()
-    yield installed
-    installed.close()
-    set_observer(previous_observer)
-    telemetry.set_container(previous_container)
 
 
 def _fake(*responses: Any) -> ChatModel:

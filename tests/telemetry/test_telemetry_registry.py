@@ -13,9 +13,7 @@ import pytest
 from chatmodels import ProviderRegistry, telemetry
 from chatmodels._providers._fake import FakeChatModel
 from opentelemetry.trace import SpanKind, StatusCode
-from test_telemetry_calls import SDK, sdk
-
-__all__ = ["sdk"]
+from sdk_helpers import SDK
 
 
 @pytest.fixture

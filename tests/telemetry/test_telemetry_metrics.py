@@ -10,9 +10,7 @@ from chatmodels.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS
 from chatmodels.telemetry._metrics import new_aggregator
 from chatmodels.telemetry._pymetrics import DURATION, TOKENS_INPUT, MetricAggregator
 from opentelemetry.sdk.metrics.export import Histogram
-from test_telemetry_fakes import Chunk, Response, Telemetry, call, make_telemetry, tel
-
-__all__ = ["tel"]
+from telemetry_fakes import Chunk, Response, Telemetry, call, make_telemetry
 
 BACKENDS = ["rust", "python"]
 

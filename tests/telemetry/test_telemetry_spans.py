@@ -13,9 +13,7 @@ from chatmodels.telemetry import _observer as observer_module
 from chatmodels.telemetry import current_correlation_id
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind, StatusCode
-from test_telemetry_fakes import Chunk, Response, Telemetry, Usage, call, make_telemetry, tel
-
-__all__ = ["tel"]
+from telemetry_fakes import Chunk, Response, Telemetry, Usage, call, make_telemetry
 
 
 def test_chat_span_has_the_convention_attributes(tel: Telemetry) -> None:

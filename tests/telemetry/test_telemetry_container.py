@@ -11,9 +11,7 @@ import sys
 import pytest
 from chatmodels import TimeoutError, telemetry
 from chatmodels.telemetry import Container, JsonFormatter, Level, Settings
-from test_telemetry_fakes import Telemetry, call, tel
-
-__all__ = ["tel"]
+from telemetry_fakes import Telemetry, call
 
 
 class Widget:
@@ -94,7 +92,7 @@ def test_configure_installs_the_global_container() -> None:
 def test_registry_operation_span_and_error() -> None:
     from chatmodels import ProviderNotFoundError
     from chatmodels.telemetry._hooks import registry_operation
-    from test_telemetry_fakes import make_telemetry
+    from telemetry_fakes import make_telemetry
 
     for t in make_telemetry():
         container = t.observer._container
