@@ -1121,7 +1121,7 @@ def _abandon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | N
 
 
 # The aiohttp names below are private: bounded by pyproject's aiohttp range, checked by
-# tests/test_aiohttp_private.py against the installed aiohttp (3.9 to 3.14). No public API
+# tests/transport/test_aiohttp_private.py against the installed aiohttp (3.9 to 3.14). No public API
 # closes a connector without awaiting it on its (here closed or busy) event loop.
 AIOHTTP_PRIVATE = ("_close", "_conns", "_acquired", "_cleanup_closed_transports")
 

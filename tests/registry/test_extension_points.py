@@ -25,7 +25,7 @@ from chatmodels import (
     ProviderRegistry,
 )
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _public_callables() -> Iterator[tuple[str, Callable[..., Any]]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from chatmodels import telemetry
-from test_telemetry_fakes import Response, call
+from telemetry_fakes import Response, call
 
 EXPORT_TIMEOUT = 1.0
 MARGIN = 0.5  # threads starting and joining, on a shared machine
@@ -94,7 +94,7 @@ SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from chatmodels import telemetry
-from test_telemetry_fakes import Response, call
+from telemetry_fakes import Response, call
 otlp = telemetry.setup_otlp("http://127.0.0.1:{port}", export_timeout={timeout},
                             schedule_delay=0.2, metric_interval=0.5)
 observer = telemetry.TelemetryObserver()
