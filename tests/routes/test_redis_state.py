@@ -248,7 +248,9 @@ def test_unreachable_at_registration_is_logged_not_raised(
     store = make_store(f"redis://127.0.0.1:{free_port()}/0")
     with caplog.at_level(logging.WARNING, "chatmodels.routes"):
         reg.register_route("chat", [dep(s)], state=store)
-    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    # (records of this route only: another test's state may still be renewing its leases)
+    mine = [r for r in caplog.records if "'chat'" in r.getMessage()]
+    assert [r.levelname for r in mine] == ["WARNING"]
     assert reg.create("chat").invoke("hi").text == "Echo: hi"
 
 
