@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from chatmodels import (
     Breaker,
     Deployment,
@@ -34,8 +35,6 @@ from chatmodels._routes._state import Limits, breaker_tuple
 from chatmodels.testing import OpenAICompatibleServer, ScriptedError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-redis = pytest.importorskip("redis")
 
 WORKER = Path(__file__).with_name("redis_worker.py")
 SERVER = shutil.which("redis-server")
