@@ -26,7 +26,10 @@ from ._errors import (
 from ._metadata import ProviderMetadata, ProviderOptions
 from ._model import ChatModel, ChatRequest
 from ._observe import CallScope
-from ._transport import FrameDecoder, Headers, Transport, WireRequest, code_for_status
+from ._transport import Transport
+from ._transport._framing import FrameDecoder
+from ._transport._retry import retry_after_of
+from ._transport._wire import Headers, WireRequest, code_for_status, request_id_of
 from ._types import ChatChunk, ChatResponse, HealthStatus
 
 __all__ = [
@@ -166,8 +169,6 @@ def error_from_response(
             code = ErrorCode.CONTEXT_LENGTH_EXCEEDED.value
         elif any(h in haystack for h in _FILTER_HINTS):
             code = ErrorCode.CONTENT_FILTERED.value
-    from ._transport import request_id_of, retry_after_of
-
     detail = f"HTTP {status}"
     if provider_code:
         detail += f" {provider_code}"

@@ -21,7 +21,7 @@ import chatmodels
 import pytest
 from chatmodels import telemetry
 from chatmodels._observe import set_observer
-from chatmodels._transport import DEFAULT_MAX_EVENT_BYTES
+from chatmodels._transport._framing import DEFAULT_MAX_EVENT_BYTES
 from chatmodels.testing import ReplayServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -206,7 +206,7 @@ class _Canned:
         self.bodies: list[list[bytes]] = []
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        from chatmodels._transport import WireResponse
+        from chatmodels._transport._wire import WireResponse
 
         return WireResponse(200, _Headers(), b"".join(self.bodies.pop(0)))
 

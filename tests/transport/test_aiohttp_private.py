@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import chatmodels
 import pytest
-from chatmodels._transport import AIOHTTP_PRIVATE, _close_connector_now
+from chatmodels._transport._async import AIOHTTP_PRIVATE, _close_connector_now
 from chatmodels.testing import OpenAICompatibleServer
 from packaging.requirements import Requirement
 

@@ -15,7 +15,7 @@ from typing import Any
 import chatmodels
 import pytest
 from chatmodels import ErrorCode
-from chatmodels._transport import NDJSONDecoder, SSEDecoder
+from chatmodels._transport._framing import NDJSONDecoder, SSEDecoder
 from chatmodels.testing import (
     OpenAICompatibleServer,
     RecordedInteraction,

@@ -21,8 +21,7 @@ import chatmodels
 import faults
 import pytest
 from chatmodels import ErrorCode
-from chatmodels._providers._bedrock import EventStreamDecoder
-from chatmodels._transport import NDJSONDecoder, SSEDecoder
+from chatmodels._transport._framing import EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from chatmodels.testing import load_cassette
 from replay_helpers import find_cassette
 

@@ -9,7 +9,8 @@ import chatmodels
 import pytest
 from chatmodels import ErrorCode
 from chatmodels._http_model import StreamEnd
-from chatmodels._transport import Transport, WireRequest
+from chatmodels._transport import Transport
+from chatmodels._transport._wire import WireRequest
 from chatmodels.testing import OpenAICompatibleServer
 from replay_helpers import EventChunkedReplay, json_interaction
 

@@ -28,17 +28,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from .._errors import ChatModelError, InvalidConfigError, InvalidResponseError, make_error
+from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
-from .._transport import (
-    DEFAULT_MAX_EVENT_BYTES,
-    Headers,
-    WireRequest,
-    event_too_large,
-    request_id_of,
-)
+from .._transport._framing import EventStreamDecoder
+from .._transport._wire import Headers, WireRequest, request_id_of
 from .._types import (
     ChatChunk,
     ChatResponse,
@@ -66,11 +61,9 @@ from ._common import (
     without_reasoning,
 )
 
-__all__ = ["BedrockAdapter", "EventStreamDecoder", "create"]
+__all__ = ["BedrockAdapter", "create"]
 
 DEFAULT_BASE_URL = "https://bedrock-runtime.{region}.amazonaws.com"
-_PRELUDE = 12  # an event stream frame's prelude: total length, headers length, CRC
-_OVERHEAD = 16  # the prelude and the frame's closing CRC
 SIGNING_NAME = "bedrock"
 
 # Error shapes of the service model: exception name → (code, HTTP status it comes with).
@@ -330,96 +323,6 @@ def _exception(
     return make_error(
         code, detail, op=op, provider=provider, status_code=status, request_id=request_id
     )
-
-
-class EventStreamDecoder:
-    """AWS event stream frames (via botocore's ``EventStreamBuffer``) as
-    ``(message_type, event_or_exception_type, payload)`` tuples.
-
-    A frame's bytes are gathered here and handed to botocore whole, one frame at a time
-    (its buffer copies all it holds on every add and every frame taken), so decoding stays
-    linear; a frame longer than `max_event` is refused from its prelude."""
-
-    __slots__ = ("_buffer", "_errors", "_need", "_parts", "_size", "max_event")
-
-    def __init__(self, max_event: int = DEFAULT_MAX_EVENT_BYTES) -> None:
-        eventstream = _botocore().eventstream
-        self._buffer = eventstream.EventStreamBuffer()
-        self._errors = (eventstream.ParserError,)
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._need = _PRELUDE  # bytes the next frame needs, once its prelude is known
-        self.max_event = max_event
-
-    def _frames(self, data: bytes) -> list[bytes]:
-        """The whole frames `data` completes; the rest is kept."""
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size < self._need:
-            if self._need == _PRELUDE and self._size >= 4:  # the frame's length is known now
-                self._need = self._checked(int.from_bytes(b"".join(self._parts)[:4], "big"))
-            if self._size < self._need:
-                return []
-        buf = b"".join(self._parts) if len(self._parts) > 1 else data
-        frames = []
-        pos, end = 0, len(buf)
-        while end - pos >= _PRELUDE:
-            total = int.from_bytes(buf[pos : pos + 4], "big")
-            if total > self.max_event + _OVERHEAD:
-                raise event_too_large(self.max_event)
-            if total < _OVERHEAD:  # botocore checks the prelude's CRC: let it say why
-                total = end - pos
-            if end - pos < total:
-                break
-            frames.append(buf[pos : pos + total])
-            pos += total
-        rest = buf[pos:]
-        self._parts = [rest] if rest else []
-        self._size = len(rest)
-        self._need = self._checked(int.from_bytes(rest[:4], "big")) if len(rest) >= 4 else _PRELUDE
-        return frames
-
-    def _checked(self, total: int) -> int:
-        """The bytes a frame of `total` length needs; invalid_response past the bound."""
-        if total > self.max_event + _OVERHEAD:
-            raise event_too_large(self.max_event)
-        return max(total, _PRELUDE)
-
-    def feed(self, data: bytes) -> list[tuple[str, str, bytes]]:
-        """Events completed by `data`."""
-        out: list[tuple[str, str, bytes]] = []
-        try:
-            for frame in self._frames(data):
-                self._buffer.add_data(frame)
-                for message in self._buffer:
-                    headers = message.headers
-                    kind = headers.get(":message-type") or "event"
-                    if kind == "event":
-                        name = headers.get(":event-type") or ""
-                    elif kind == "exception":
-                        name = headers.get(":exception-type") or "exception"
-                    else:  # "error": the code and message travel in headers
-                        name = headers.get(":error-code") or "error"
-                        text = headers.get(":error-message")
-                        payload = (
-                            json.dumps({"message": text}).encode() if text else message.payload
-                        )
-                        out.append((kind, name, payload))
-                        continue
-                    out.append((kind, name, message.payload))
-        except self._errors as exc:
-            raise InvalidResponseError(
-                f"cannot decode the event stream: {exc}", op="stream", provider="bedrock", err=exc
-            ) from exc
-        return out
-
-    def flush(self) -> list[tuple[str, str, bytes]]:
-        """Nothing, or invalid_response when the body ended inside a frame."""
-        if self._size:
-            raise InvalidResponseError(
-                "the event stream ended inside a frame", op="stream", provider="bedrock"
-            )
-        return []
 
 
 class BedrockAdapter:

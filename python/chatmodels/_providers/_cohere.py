@@ -25,7 +25,8 @@ from .._errors import CapabilityNotSupportedError, ChatModelError
 from .._http_model import ENDED, HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
-from .._transport import Headers, SSEDecoder, WireRequest
+from .._transport._framing import SSEDecoder
+from .._transport._wire import Headers, WireRequest
 from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta, Usage
 from ._common import (
     JSONRequests,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._http_model import ReplyShapeError, json_body, loads
-from .._transport import Headers, WireRequest
+from .._transport._wire import Headers, WireRequest
 from .._types import (
     ChatResponse,
     ContentPart,

@@ -31,7 +31,8 @@ from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
-from .._transport import Headers, SSEDecoder, WireRequest, request_id_of
+from .._transport._framing import SSEDecoder
+from .._transport._wire import Headers, WireRequest, request_id_of
 from .._types import (
     ChatChunk,
     ChatResponse,

@@ -18,7 +18,8 @@ from .._errors import ChatModelError, InvalidConfigError
 from .._http_model import ENDED, HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
-from .._transport import Headers, NDJSONDecoder, WireRequest
+from .._transport._framing import NDJSONDecoder
+from .._transport._wire import Headers, WireRequest
 from .._types import (
     ChatChunk,
     ChatResponse,
