@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from ._routes._redis import RedisState
     from ._routes._route import register_route
     from ._routes._types import Breaker, DeploymentStatus
+    from ._tools import Tool, ToolCall
     from ._types import (
         ChatChunk,
         ChatResponse,
@@ -74,8 +75,6 @@ if TYPE_CHECKING:
         Message,
         ReasoningPart,
         TextPart,
-        Tool,
-        ToolCall,
         ToolCallDelta,
         Usage,
         accumulate,
@@ -92,6 +91,7 @@ _LAZY_MODULES = {
     "._routes._redis": ("RedisState",),
     "._routes._route": ("register_route",),
     "._routes._types": ("Breaker", "DeploymentStatus"),
+    "._tools": ("Tool", "ToolCall"),
     "._types": (
         "ChatChunk",
         "ChatResponse",
@@ -101,8 +101,6 @@ _LAZY_MODULES = {
         "Message",
         "ReasoningPart",
         "TextPart",
-        "Tool",
-        "ToolCall",
         "ToolCallDelta",
         "Usage",
         "accumulate",

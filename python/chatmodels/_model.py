@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._metadata import _CHECKS, Capability, ProviderMetadata, ProviderOptions
 from ._observe import NOOP_SCOPE, CallScope, CallSite, call_site
+from ._tools import Tool, to_tools
 from ._types import (
     Accumulator,
     ChatChunk,
@@ -41,9 +42,7 @@ from ._types import (
     ImagePart,
     Message,
     MessagesLike,
-    Tool,
     to_messages,
-    to_tools,
 )
 
 if TYPE_CHECKING:

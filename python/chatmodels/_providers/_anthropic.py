@@ -30,6 +30,7 @@ from .._errors import ChatModelError
 from .._http_model import HTTPChatModel, ReplyShapeError, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
+from .._tools import ToolCall
 from .._transport._framing import SSEDecoder
 from .._transport._wire import Headers, WireRequest
 from .._types import (
@@ -38,7 +39,6 @@ from .._types import (
     ImagePart,
     Message,
     ReasoningPart,
-    ToolCall,
     ToolCallDelta,
     Usage,
 )

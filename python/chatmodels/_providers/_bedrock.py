@@ -32,6 +32,7 @@ from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
+from .._tools import ToolCall
 from .._transport._framing import EventStreamDecoder
 from .._transport._wire import Headers, WireRequest, request_id_of
 from .._types import (
@@ -41,7 +42,6 @@ from .._types import (
     Message,
     ReasoningPart,
     TextPart,
-    ToolCall,
     ToolCallDelta,
     Usage,
 )

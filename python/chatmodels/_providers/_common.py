@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._http_model import ReplyShapeError, json_body, loads
+from .._tools import Tool, ToolCall
 from .._transport._wire import Headers, WireRequest
 from .._types import (
     ChatResponse,
@@ -18,8 +19,6 @@ from .._types import (
     Message,
     ReasoningPart,
     TextPart,
-    Tool,
-    ToolCall,
     ToolCallDelta,
     Usage,
     normalize_finish_reason,

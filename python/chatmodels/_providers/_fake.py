@@ -26,12 +26,12 @@ from .._http_model import ReplyShapeError
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatModel, ChatRequest
 from .._observe import CallScope
+from .._tools import ToolCall
 from .._types import (
     ChatChunk,
     ChatResponse,
     HealthStatus,
     Message,
-    ToolCall,
     ToolCallDelta,
     Usage,
     normalize_finish_reason,

@@ -31,6 +31,7 @@ from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
+from .._tools import ToolCall
 from .._transport._framing import SSEDecoder
 from .._transport._wire import Headers, WireRequest, request_id_of
 from .._types import (
@@ -40,7 +41,6 @@ from .._types import (
     ImagePart,
     Message,
     ReasoningPart,
-    ToolCall,
     Usage,
     reply_content,
 )

@@ -18,17 +18,10 @@ from .._errors import ChatModelError, InvalidConfigError
 from .._http_model import ENDED, HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
+from .._tools import ToolCall
 from .._transport._framing import NDJSONDecoder
 from .._transport._wire import Headers, WireRequest
-from .._types import (
-    ChatChunk,
-    ChatResponse,
-    ImagePart,
-    Message,
-    ReasoningPart,
-    ToolCall,
-    Usage,
-)
+from .._types import ChatChunk, ChatResponse, ImagePart, Message, ReasoningPart, Usage
 from ._common import (
     NO_HEADERS,
     JSONRequests,
