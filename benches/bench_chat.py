@@ -346,7 +346,7 @@ def creation_cases() -> dict[str, Callable[[], object]]:
     """Creating an `openai` provider: through the registry, and directly."""
     import chatmodels
     from chatmodels import ProviderOptions, Secret
-    from chatmodels._http_model import HTTPChatModel
+    from chatmodels._providers._http import HTTPChatModel
     from chatmodels._providers._openai import OpenAIAdapter
 
     meta = chatmodels.get_provider_metadata("openai")

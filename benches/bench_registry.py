@@ -20,7 +20,7 @@ from typing import Any
 import chatmodels
 from _harness import contention
 from chatmodels import ChatModel, ProviderMetadata, ProviderRegistry
-from chatmodels._registry import _swap_global_registry
+from chatmodels._global import _swap_global_registry
 
 BACKENDS = ("rust", "python")
 # The registry's overhead per creation, at most this many Lock+dict lookups (issue 11).

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chatmodels
 from bench_chat import MESSAGES, Servers
 from chatmodels import Deployment, ProviderRegistry
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels._routes._state import Limits, Outcome, new_route_state
 from chatmodels._routes._types import Breaker
 

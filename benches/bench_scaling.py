@@ -23,7 +23,7 @@ from collections.abc import Callable
 import chatmodels
 from _harness import contention
 from chatmodels import ChatModel, ProviderMetadata, ProviderOptions, ProviderRegistry
-from chatmodels._registry import _swap_global_registry
+from chatmodels._global import _swap_global_registry
 
 Op = Callable[[str], object]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import chatmodels
 import pytest
 from chatmodels import ChatModel, ProviderMetadata, ProviderOptions, ProviderRegistry
-from chatmodels._registry import _swap_global_registry
+from chatmodels._global import _swap_global_registry
 
 _META = ProviderMetadata(name="openai", capabilities=["chat", "streaming"])
 

@@ -1,8 +1,9 @@
 """MkDocs hooks of the documentation site (mkdocs.yml names this file under ``hooks``).
 
 - The providers page's table is generated at build time from the built-in metadata
-  (`chatmodels._builtins.BUILTINS`): a page holding the marker ``<!-- providers-table -->``
-  gets the table in its place. Nothing of it is written by hand but each wire format's name.
+  (`chatmodels._providers._builtins.BUILTINS`): a page holding the marker
+  ``<!-- providers-table -->`` gets the table in its place. Nothing of it is written by hand
+  but each wire format's name.
 - Every public name (the ``__all__`` of the documented modules, and the public members of
   their classes) must have a docstring: one without makes a warning, which fails
   ``mkdocs build --strict``.
@@ -22,28 +23,29 @@ MARKER = "<!-- providers-table -->"
 PUBLIC_MODULES = ("chatmodels", "chatmodels.telemetry", "chatmodels.testing", "chatmodels._core")
 # Each adapter module's wire format. A provider served by a module missing here fails the build.
 WIRE_FORMATS = {
-    "._providers._openai": "OpenAI Chat Completions",
-    "._providers._anthropic": "Anthropic Messages",
-    "._providers._gemini": "Google Gen AI generateContent",
-    "._providers._ollama": "Ollama /api/chat",
-    "._providers._bedrock": "Bedrock Converse",
-    "._providers._cohere": "Cohere v2 Chat",
-    "._providers._mistral": "Mistral chat completions",
-    "._providers._fake": "in-process (no network)",
+    "._openai": "OpenAI Chat Completions",
+    "._anthropic": "Anthropic Messages",
+    "._gemini": "Google Gen AI generateContent",
+    "._ollama": "Ollama /api/chat",
+    "._bedrock": "Bedrock Converse",
+    "._cohere": "Cohere v2 Chat",
+    "._mistral": "Mistral chat completions",
+    "._fake": "in-process (no network)",
 }
 
 log = logging.getLogger("mkdocs.plugins.chatmodels")
 
 
 def _builtins() -> Any:
-    """`chatmodels._builtins.BUILTINS` of the source tree being documented (the metadata is
-    pure Python: without a built extension the registry falls back to its twin, silently)."""
+    """`chatmodels._providers._builtins.BUILTINS` of the source tree being documented (the
+    metadata is pure Python: without a built extension the registry falls back to its twin,
+    silently)."""
     source = str(ROOT / "python")
     if source not in sys.path:
         sys.path.insert(0, source)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "the chatmodels Rust extension", RuntimeWarning)
-        from chatmodels._builtins import BUILTINS
+        from chatmodels._providers._builtins import BUILTINS
     return BUILTINS
 
 

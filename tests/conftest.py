@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from chatmodels import ProviderRegistry, telemetry
+from chatmodels._global import _swap_global_registry
 from chatmodels._observe import set_observer
-from chatmodels._registry import _swap_global_registry
 from helpers import BACKENDS
 from sdk_helpers import SDK
 

@@ -36,12 +36,7 @@ from ._errors import (
     RateLimitError,
     TimeoutError,
 )
-from ._metadata import Capability, ProviderMetadata, ProviderOptions, Secret
-from ._registry import (
-    ENTRY_POINT_GROUP,
-    Creator,
-    PluginWarning,
-    ProviderRegistry,
+from ._global import (
     anew_registry_provider,
     get_global_registry,
     get_provider_metadata,
@@ -53,6 +48,8 @@ from ._registry import (
     register_global_with_metadata,
     unregister_provider,
 )
+from ._metadata import Capability, ProviderMetadata, ProviderOptions, Secret
+from ._registry import ENTRY_POINT_GROUP, Creator, PluginWarning, ProviderRegistry
 
 if TYPE_CHECKING:
     import logging

@@ -67,7 +67,7 @@ def _check_config(args: argparse.Namespace) -> int:
     """Load the file into a scratch registry (the built-ins and plugins, nothing of the
     global one changed): every check a real load makes, options included."""
     registry = chatmodels.ProviderRegistry()
-    from chatmodels._builtins import register_builtins
+    from chatmodels._providers._builtins import register_builtins
 
     register_builtins(registry)
     registry.load_plugins()

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ._errors import ChatModelError, ErrorCode
-from ._registry import ProviderRegistry, _telemetry, get_global_registry
+from ._global import get_global_registry
+from ._registry import ProviderRegistry, _telemetry
 from ._types import HealthStatus
 
 __all__ = ["HealthReport", "ahealth_check", "health_check"]

@@ -1,8 +1,8 @@
 """The provider registry: register, resolve, create, list, discover and unregister providers.
 
 A `ProviderRegistry` validates its input and delegates storage to a registry table (the Rust
-core or its pure-Python twin, see `_backend`). The module-level functions act on the global
-registry, created on first use together with plugin discovery.
+core or its pure-Python twin, see `_backend`). The global registry and the functions acting on it
+are in `_global`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import dataclasses
 import functools
 import inspect
 import logging
-import os
 import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
-from . import _backend, _builtins
+from . import _backend
 from ._errors import (
     ChatModelError,
     CreationError,
@@ -47,16 +46,6 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Creator",
     "ProviderRegistry",
-    "anew_registry_provider",
-    "get_global_registry",
-    "get_provider_metadata",
-    "get_providers_by_capability",
-    "is_provider_registered",
-    "list_providers",
-    "new_registry_provider",
-    "register_global",
-    "register_global_with_metadata",
-    "unregister_provider",
 ]
 
 ENTRY_POINT_GROUP = "chatmodels.providers"
@@ -109,7 +98,7 @@ def _observed(kind: str) -> Callable[[_F], _F]:
         @functools.wraps(method)
         def run(self: ProviderRegistry, name: str, *args: Any, op: str, **kwargs: Any) -> Any:
             hooks = _telemetry()
-            if hooks is None or (self is _loading and op == kind):
+            if hooks is None or (self._populating and op == kind):
                 # (the built-ins registering themselves on first use: not the app's operations)
                 return method(self, name, *args, op=op, **kwargs)
             container = kwargs.get("container") or self.container
@@ -155,6 +144,10 @@ class ProviderRegistry:
         self._table = _backend.table_class(backend)()
         self.backend: _backend.BackendName = backend or _backend.backend()
         self.container = container
+
+    #: True while the global registry is filled on first use (see `_global`): the built-ins'
+    #: registrations are not the application's operations, and make no span.
+    _populating = False
 
     def __repr__(self) -> str:
         return f"<ProviderRegistry backend={self.backend!r} providers={len(self._table)}>"
@@ -719,156 +712,3 @@ def _report_plugin_failure(name: str, value: str, exc: BaseException) -> None:
     message = f"chatmodels provider plugin {name!r} ({value}) failed to load: {exc!r}"
     logger.warning(message, extra={"op": "load_plugins", "plugin": name})
     warnings.warn(message, PluginWarning, stacklevel=2)
-
-
-# -- the global registry -------------------------------------------------------------------
-
-_global: ProviderRegistry | None = None
-_global_table: Any = None
-_loading: ProviderRegistry | None = None
-_global_lock = threading.RLock()
-
-
-def get_global_registry() -> ProviderRegistry:
-    """The process-wide registry, created (and plugins discovered) on first use."""
-    registry = _global
-    if registry is not None:
-        return registry
-    return _create_global()
-
-
-def _create_global() -> ProviderRegistry:
-    global _global, _global_table, _loading
-    with _global_lock:
-        if _global is not None:
-            return _global
-        if _loading is not None:  # a plugin registering while the registry loads
-            return _loading
-        registry = ProviderRegistry()
-        _loading = registry
-        try:
-            _populate(registry)
-        finally:
-            _loading = None
-        _backend.share_forever(registry._table)
-        _global_table = registry._table
-        _global = registry
-        return registry
-
-
-def _populate(registry: ProviderRegistry) -> None:
-    _builtins.register_builtins(registry)
-    registry.load_plugins()
-    path = os.environ.get("CHATMODELS_CONFIG")
-    if path:
-        # A refused file raises here and the global registry is not kept, so every first use
-        # reports it until the file is fixed.
-        from ._routes._config import load_config
-
-        load_config(path, registry=registry)
-
-
-def _swap_global_registry(registry: ProviderRegistry | None) -> ProviderRegistry | None:
-    """Install `registry` as the global one (None: recreate on next use); returns the old one.
-
-    For tests that need a global registry of a given backend.
-    """
-    global _global, _global_table
-    with _global_lock:
-        previous = _global
-        _global = registry
-        if registry is not None:
-            _backend.share_forever(registry._table)
-        _global_table = registry._table if registry is not None else None
-        return previous
-
-
-def _table() -> Any:
-    table = _global_table
-    return table if table is not None else get_global_registry()._table
-
-
-def register_global(
-    name: str,
-    creator: Creator,
-    *,
-    metadata: MetadataLike | None = None,
-    replace: bool = False,
-) -> ProviderMetadata:
-    """Register a provider in the global registry. See `ProviderRegistry.register`."""
-    return get_global_registry()._register(name, creator, metadata, replace, op="register_global")
-
-
-def register_global_with_metadata(
-    name: str, creator: Creator, metadata: MetadataLike, *, replace: bool = False
-) -> ProviderMetadata:
-    """Register a provider with its metadata in the global registry."""
-    return get_global_registry()._register(
-        name, creator, metadata, replace, op="register_global_with_metadata"
-    )
-
-
-def new_registry_provider(
-    name: str,
-    options: OptionsLike | None = None,
-    *,
-    creation_timeout: float | None = None,
-    container: Container | None = None,
-    timeout: float | None = None,
-) -> ChatModel:
-    """Create an instance of a globally registered provider (with its own telemetry
-    `container`, if given); `creation_timeout` bounds the creator, ``options.timeout`` each
-    request. `timeout` is the deprecated name of `creation_timeout`. See
-    `ProviderRegistry.create`."""
-    op = "new_registry_provider"
-    limit = _creation_limit(creation_timeout, timeout, op)
-    return get_global_registry()._create(name, options, limit, op=op, container=container)
-
-
-async def anew_registry_provider(
-    name: str,
-    options: OptionsLike | None = None,
-    *,
-    creation_timeout: float | None = None,
-    container: Container | None = None,
-    timeout: float | None = None,
-) -> ChatModel:
-    """Async `new_registry_provider`; accepts async creators."""
-    op = "anew_registry_provider"
-    limit = _creation_limit(creation_timeout, timeout, op)
-    return await get_global_registry()._acreate(name, options, limit, op=op, container=container)
-
-
-def is_provider_registered(name: str) -> bool:
-    """Whether a provider called `name` is in the global registry."""
-    table = _global_table
-    if table is None:
-        table = get_global_registry()._table
-    return table.contains(name, "is_provider_registered")  # type: ignore[no-any-return]
-
-
-def get_provider_metadata(name: str) -> ProviderMetadata:
-    """The metadata of a globally registered provider; raises provider_not_found."""
-    table = _global_table
-    if table is None:
-        table = get_global_registry()._table
-    return table.get(name, "get_provider_metadata").metadata  # type: ignore[no-any-return]
-
-
-def list_providers() -> list[str]:
-    """The names of the globally registered providers, sorted."""
-    return _table().names()  # type: ignore[no-any-return]
-
-
-def unregister_provider(name: str) -> None:
-    """Remove a provider from the global registry; raises provider_not_found."""
-    get_global_registry()._unregister(name, op="unregister_provider")
-
-
-def get_providers_by_capability(capability: Capability | str) -> list[str]:
-    """The sorted names of the global providers that declare `capability`."""
-    return get_global_registry()._by_capability(capability, "get_providers_by_capability")
-
-
-# Every thread that resolves calls these: see `_backend.share_forever`.
-_backend.share_forever(is_provider_registered, get_provider_metadata)

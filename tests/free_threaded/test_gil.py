@@ -40,7 +40,7 @@ def test_what_every_resolving_thread_shares_is_immortal() -> None:
     # count; the hot path's shared objects are immortal so that resolution scales.
     import chatmodels
     from chatmodels._core import RegistryTable
-    from chatmodels._registry import get_global_registry
+    from chatmodels._global import get_global_registry
 
     immortal = 2**32 - 1  # what sys.getrefcount reports for an immortal object on 3.13t
     shared = [

@@ -16,7 +16,7 @@ from typing import Any
 import chatmodels
 import pytest
 from chatmodels import ChatResponse, ErrorCode, FinishReason, Message, ReasoningPart, TextPart
-from chatmodels._http_model import StreamEnd
+from chatmodels._providers._http import StreamEnd
 from chatmodels.testing import (
     RecordedInteraction,
     RecordedRequest,

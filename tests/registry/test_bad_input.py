@@ -330,7 +330,7 @@ BAD_CALLS: dict[str, tuple[Any, dict[str, Any]]] = {
 @pytest.fixture
 def openai_model(global_registry: ProviderRegistry) -> Iterator[tuple[Any, Any]]:
     """An openai-compatible model (made through the backend under test) and its server."""
-    from chatmodels._builtins import register_builtins
+    from chatmodels._providers._builtins import register_builtins
     from replay_helpers import json_interaction
 
     register_builtins(global_registry)

@@ -20,7 +20,7 @@ from chatmodels import (
     ProviderNotFoundError,
     ProviderRegistry,
     _backend,
-    _registry,
+    _global,
 )
 from helpers import EchoModel, check_error, echo_creator, make_creator
 
@@ -135,27 +135,27 @@ def test_swapping_the_global_registry_redirects_every_function(backend: str) -> 
     first = ProviderRegistry(backend=backend)  # type: ignore[arg-type]
     second = ProviderRegistry(backend=backend)  # type: ignore[arg-type]
     first.register("only-in-first", echo_creator)
-    previous = _registry._swap_global_registry(first)
+    previous = _global._swap_global_registry(first)
     try:
         assert chatmodels.is_provider_registered("only-in-first") is True
-        assert _registry._swap_global_registry(second) is first
+        assert _global._swap_global_registry(second) is first
         assert chatmodels.is_provider_registered("only-in-first") is False
         assert chatmodels.list_providers() == []
         with pytest.raises(ProviderNotFoundError):
             chatmodels.get_provider_metadata("only-in-first")
     finally:
-        _registry._swap_global_registry(previous)
+        _global._swap_global_registry(previous)
 
 
 @pytest.fixture
 def no_global_registry(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No global registry yet; the one created on first use is of the backend under test."""
     monkeypatch.setattr(_backend, "_ACTIVE", backend)
-    previous = _registry._swap_global_registry(None)
+    previous = _global._swap_global_registry(None)
     try:
         yield
     finally:
-        _registry._swap_global_registry(previous)
+        _global._swap_global_registry(previous)
 
 
 @pytest.mark.usefixtures("no_global_registry")
@@ -171,9 +171,9 @@ def no_global_registry(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterato
     ids=["get_global_registry", "list", "is_registered", "by_capability", "register"],
 )
 def test_global_registry_is_created_on_first_use(backend: str, first_use: object) -> None:
-    assert _registry._global is None
+    assert _global._global is None
     first_use()  # type: ignore[operator]
-    created = _registry._global
+    created = _global._global
     assert isinstance(created, ProviderRegistry)
     assert created.backend == backend
     assert chatmodels.get_global_registry() is created
@@ -182,13 +182,13 @@ def test_global_registry_is_created_on_first_use(backend: str, first_use: object
 @pytest.mark.usefixtures("no_global_registry")
 def test_global_registry_is_created_once_under_contention(monkeypatch: pytest.MonkeyPatch) -> None:
     populations = []
-    real_populate = _registry._populate
+    real_populate = _global._populate
 
     def counting_populate(registry: ProviderRegistry) -> None:
         populations.append(registry)
         real_populate(registry)
 
-    monkeypatch.setattr(_registry, "_populate", counting_populate)
+    monkeypatch.setattr(_global, "_populate", counting_populate)
     start = threading.Barrier(16)
     seen: list[ProviderRegistry] = []
 

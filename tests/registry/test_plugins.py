@@ -19,7 +19,7 @@ from pathlib import Path
 
 import chatmodels
 import pytest
-from chatmodels import Capability, ChatModel, PluginWarning, ProviderRegistry, _backend, _registry
+from chatmodels import Capability, ChatModel, PluginWarning, ProviderRegistry, _backend, _global
 
 PLUGIN_MODULE = """
 import chatmodels
@@ -117,11 +117,11 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plugins
 def no_global_registry(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No global registry yet; the one created on first use is of the backend under test."""
     monkeypatch.setattr(_backend, "_ACTIVE", backend)
-    previous = _registry._swap_global_registry(None)
+    previous = _global._swap_global_registry(None)
     try:
         yield
     finally:
-        _registry._swap_global_registry(previous)
+        _global._swap_global_registry(previous)
 
 
 def test_the_distribution_is_visible(plugins: Plugins) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 
 from chatmodels import ChatModelError, Deployment, ErrorCode, ProviderRegistry, RedisState
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels._routes._state import Limits
 
 

@@ -21,7 +21,7 @@ def block(marker: str) -> str:
 def test_the_routes_example(
     global_registry: ProviderRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chatmodels._builtins import register_builtins
+    from chatmodels._providers._builtins import register_builtins
 
     register_builtins(global_registry)
     exec(compile(block("README example: routes"), "README.md", "exec"), {})

@@ -28,7 +28,7 @@ from chatmodels import (
     ProviderRegistry,
     RedisState,
 )
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels._routes._pystate import RouteState as TwinState
 from chatmodels._routes._redis import _RedisRouteState
 from chatmodels._routes._state import Limits, breaker_tuple

@@ -12,7 +12,7 @@ import chatmodels
 import pytest
 from chatmodels import Breaker, Deployment, ProviderRegistry
 from chatmodels.__main__ import main
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels.testing import OpenAICompatibleServer
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import chatmodels
 import pytest
 from chatmodels import Breaker, Deployment, ErrorCode, InvalidConfigError, ProviderRegistry
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from chatmodels import (
     RateLimitError,
     telemetry,
 )
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels._routes import _model as routes_model
 from chatmodels._routes import _telemetry as route_telemetry
 from chatmodels.testing import OpenAICompatibleServer
@@ -590,7 +590,7 @@ QUIET = r"""
 import socket, sys
 import chatmodels
 from chatmodels import Deployment, ProviderRegistry, ProviderUnavailableError
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 
 def down(model):
     with socket.socket() as sock:

@@ -9,8 +9,8 @@ from pathlib import Path
 import chatmodels
 import pytest
 from chatmodels import InvalidConfigError, ProviderRegistry, RoutedModel
-from chatmodels._builtins import register_builtins
-from chatmodels._registry import _swap_global_registry, get_global_registry
+from chatmodels._global import _swap_global_registry, get_global_registry
+from chatmodels._providers._builtins import register_builtins
 from chatmodels._routes._config import load_config
 from chatmodels.testing import OpenAICompatibleServer
 

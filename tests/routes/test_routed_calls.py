@@ -19,7 +19,7 @@ from chatmodels import (
     ProviderUnavailableError,
     RoutedModel,
 )
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels.testing import OpenAICompatibleServer, ScriptedError, ScriptedReply
 
 KINDS = ("invoke", "stream", "ainvoke", "astream")

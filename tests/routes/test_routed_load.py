@@ -21,7 +21,7 @@ from chatmodels import (
     RateLimitError,
     RoutedModel,
 )
-from chatmodels._builtins import register_builtins
+from chatmodels._providers._builtins import register_builtins
 from chatmodels._providers._fake import FAKE_METADATA, FakeChatModel
 from chatmodels.testing import OpenAICompatibleServer, ReceivedRequest, ScriptedError
 

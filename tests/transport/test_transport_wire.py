@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import chatmodels
 import pytest
 from chatmodels import ErrorCode
-from chatmodels._http_model import StreamEnd
+from chatmodels._providers._http import StreamEnd
 from chatmodels._transport import Transport
 from chatmodels._transport._wire import WireRequest
 from chatmodels.testing import OpenAICompatibleServer

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import ChatModelError
-from .._http_model import HTTPChatModel, ReplyShapeError, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._tools import ToolCall
@@ -59,6 +58,7 @@ from ._common import (
     text,
     tool_call,
 )
+from ._http import HTTPChatModel, ReplyShapeError, StreamEnd, error_from_response, loads
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "create"]
 

@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from .._errors import ChatModelError, InvalidConfigError, make_error
-from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._tools import ToolCall
@@ -60,6 +59,7 @@ from ._common import (
     tool_call,
     without_reasoning,
 )
+from ._http import ENDED, HTTPChatModel, error_from_response, json_body, loads
 
 __all__ = ["BedrockAdapter", "create"]
 

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from .._errors import CapabilityNotSupportedError, ChatModelError
-from .._http_model import ENDED, HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport._framing import SSEDecoder
@@ -47,6 +46,7 @@ from ._common import (
     tool_calls_of_openai,
     without_reasoning,
 )
+from ._http import ENDED, HTTPChatModel, StreamEnd, error_from_response, loads
 
 __all__ = ["CohereAdapter", "create"]
 

@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._http_model import ReplyShapeError, json_body, loads
 from .._tools import Tool, ToolCall
 from .._transport._wire import Headers, WireRequest
 from .._types import (
@@ -24,6 +23,7 @@ from .._types import (
     normalize_finish_reason,
     reply_content,
 )
+from ._http import ReplyShapeError, json_body, loads
 
 __all__ = [
     "MAX_COUNT",

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ChatModelError, InvalidResponseError, make_error
-from .._http_model import ReplyShapeError
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatModel, ChatRequest
 from .._observe import CallScope
@@ -36,14 +35,14 @@ from .._types import (
     Usage,
     normalize_finish_reason,
 )
+from ._builtins import BUILTINS
 from ._common import bad, obj, opt_arr, opt_str, tool_call
+from ._http import ReplyShapeError
 
 __all__ = ["FAKE_METADATA", "FakeChatModel", "create"]
 
 
 def _metadata() -> ProviderMetadata:
-    from .._builtins import BUILTINS
-
     return next(meta for _, meta in BUILTINS if meta.name == "fake")
 
 

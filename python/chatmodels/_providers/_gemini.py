@@ -28,7 +28,6 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from .._errors import ChatModelError, InvalidConfigError, make_error
-from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._tools import ToolCall
@@ -59,6 +58,7 @@ from ._common import (
     whole_call_deltas,
     without_reasoning,
 )
+from ._http import ENDED, HTTPChatModel, error_from_response, json_body, loads
 
 __all__ = ["GeminiAdapter", "create"]
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import ChatModelError, InvalidConfigError
-from .._http_model import ENDED, HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._tools import ToolCall
@@ -41,6 +40,7 @@ from ._common import (
     whole_call_deltas,
     without_reasoning,
 )
+from ._http import ENDED, HTTPChatModel, error_from_response, loads
 
 __all__ = ["OllamaAdapter", "create"]
 

@@ -14,15 +14,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .._errors import ChatModelError
-from .._http_model import (
-    HTTPChatModel,
-    ReplyShapeError,
-    StreamEnd,
-    error_from_response,
-    json_body,
-    loads,
-    loads_many,
-)
 from .._metadata import ProviderMetadata, ProviderOptions
 from .._model import ChatRequest
 from .._transport._framing import SSEDecoder
@@ -56,6 +47,15 @@ from ._common import (
     text,
     tool_calls_of_openai,
     without_reasoning,
+)
+from ._http import (
+    HTTPChatModel,
+    ReplyShapeError,
+    StreamEnd,
+    error_from_response,
+    json_body,
+    loads,
+    loads_many,
 )
 
 __all__ = ["AzureOpenAIAdapter", "OpenAIAdapter", "create"]

@@ -285,7 +285,7 @@ def load_config(
         ['chat']
     """
     if registry is None:
-        from .._registry import get_global_registry
+        from .._global import get_global_registry
 
         registry = get_global_registry()
     shown = os.fspath(path)

@@ -572,7 +572,7 @@ def register_route(
         >>> register_route("chat", [Deployment("openai", {"model": "gpt-4o-mini"}),
         ...                         Deployment("anthropic", {"model": "claude-haiku-4-5"})])
     """
-    from .._registry import get_global_registry
+    from .._global import get_global_registry
 
     return build_route(
         get_global_registry(),

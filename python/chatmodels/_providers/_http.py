@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
-from ._errors import (
+from .._errors import (
     MASK,
     ChatModelError,
     ErrorCode,
@@ -23,14 +23,14 @@ from ._errors import (
     make_error,
     redact,
 )
-from ._metadata import ProviderMetadata, ProviderOptions
-from ._model import ChatModel, ChatRequest
-from ._observe import CallScope
-from ._transport import Transport
-from ._transport._framing import FrameDecoder
-from ._transport._retry import retry_after_of
-from ._transport._wire import Headers, WireRequest, code_for_status, request_id_of
-from ._types import ChatChunk, ChatResponse, HealthStatus
+from .._metadata import ProviderMetadata, ProviderOptions
+from .._model import ChatModel, ChatRequest
+from .._observe import CallScope
+from .._transport import Transport
+from .._transport._framing import FrameDecoder
+from .._transport._retry import retry_after_of
+from .._transport._wire import Headers, WireRequest, code_for_status, request_id_of
+from .._types import ChatChunk, ChatResponse, HealthStatus
 
 __all__ = [
     "ENDED",

@@ -1,11 +1,13 @@
 """The built-in providers' metadata, registered with lazy creators.
 
-`register_builtins(registry)` registers every entry of `BUILTINS`; no provider module is
-imported until a provider is first created. To add a provider: write its wire format's module
-under `chatmodels._providers` with a ``create(metadata, options)`` that makes the instance (an
-`HTTPChatModel` subclass for an HTTP API; `_providers/_mistral.py` is a short example), append
-the module's name and the provider's `ProviderMetadata` to `BUILTINS`, and add its row to the
-README's table of providers.
+`register_builtins(registry)` registers every entry of `BUILTINS` (the global registry calls
+it when it is created, see `chatmodels._global`; the registry itself knows nothing of the
+built-ins); no provider module is imported until a provider is first created.
+
+To add a provider: write its wire format's module in this package with a
+``create(metadata, options)`` that makes the instance (an `HTTPChatModel` subclass for an HTTP
+API; `_mistral.py` is a short example), append the module's name and the provider's
+`ProviderMetadata` to `BUILTINS`, and add its row to the README's table of providers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._metadata import Capability, ProviderMetadata, ProviderOptions
+from .._metadata import Capability, ProviderMetadata, ProviderOptions
 
 if TYPE_CHECKING:
-    from ._model import ChatModel
-    from ._registry import ProviderRegistry
+    from .._model import ChatModel
+    from .._registry import ProviderRegistry
 
 __all__ = ["BUILTINS", "register_builtins"]
 
@@ -53,7 +55,7 @@ def _openai_family(
 ) -> tuple[str, ProviderMetadata]:
     """An entry served by the OpenAI Chat Completions adapter (``health`` False: its API has
     no models list to probe)."""
-    return "._providers._openai", ProviderMetadata(
+    return "._openai", ProviderMetadata(
         name=name,
         description=description,
         capabilities=capabilities,
@@ -181,7 +183,7 @@ _OPENAI_FAMILY = (
 BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
     *_OPENAI_FAMILY,
     (
-        "._providers._fake",
+        "._fake",
         ProviderMetadata(
             name="fake",
             description="A deterministic in-process model: scripted replies, tool calls, "
@@ -194,7 +196,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._anthropic",
+        "._anthropic",
         ProviderMetadata(
             name="anthropic",
             description="Anthropic Messages API",
@@ -209,7 +211,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._cohere",
+        "._cohere",
         ProviderMetadata(
             name="cohere",
             description="Cohere v2 Chat API",
@@ -223,7 +225,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._bedrock",
+        "._bedrock",
         ProviderMetadata(
             name="bedrock",
             description="AWS Bedrock Runtime Converse and ConverseStream (SigV4 via botocore, "
@@ -238,7 +240,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._mistral",
+        "._mistral",
         ProviderMetadata(
             name="mistral",
             description="Mistral AI chat completions",
@@ -253,7 +255,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._gemini",
+        "._gemini",
         ProviderMetadata(
             name="gemini",
             description="Google Gemini API (generateContent; API key; GOOGLE_API_KEY also read)",
@@ -267,7 +269,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._gemini",
+        "._gemini",
         ProviderMetadata(
             name="vertex_ai",
             description="Gemini on Google Cloud Vertex AI (generateContent; project, location, "
@@ -280,7 +282,7 @@ BUILTINS: tuple[tuple[str, ProviderMetadata], ...] = (
         ),
     ),
     (
-        "._providers._ollama",
+        "._ollama",
         ProviderMetadata(
             name="ollama",
             description="Ollama native chat API (/api/chat, NDJSON streaming)",
