@@ -1,5 +1,6 @@
-"""Shared fakes for the telemetry tests: a call (its CallSite and ChatRequest), response- and
-chunk-shaped objects, and an SDK setup with in-memory exporters. (No tests here.)"""
+"""Shared fakes for the telemetry tests: a call (its CallSite and ChatRequest), responses,
+chunks and usage built from the real types, and an SDK setup with in-memory exporters. (No
+tests here.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from chatmodels import telemetry
+from chatmodels import ChatChunk, ChatResponse, FinishReason, Message, Usage, telemetry
 from chatmodels._model import ChatRequest
 from chatmodels._observe import CallSite
 from opentelemetry.sdk.metrics import MeterProvider
@@ -43,30 +44,27 @@ def call(
     return site, request
 
 
-@dataclasses.dataclass
-class Usage:
-    input_tokens: int = 12
-    output_tokens: int = 7
-    total_tokens: int = 19
-    cache_read_input_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    reasoning_tokens: int | None = None
+def sample_usage(**fields: Any) -> Usage:
+    """A real `Usage`: 12 tokens in, 7 out, unless `fields` say otherwise."""
+    return Usage(**{"input_tokens": 12, "output_tokens": 7, "total_tokens": 19, **fields})
 
 
-@dataclasses.dataclass
-class Response:
-    id: str | None = "chatcmpl-1"
-    model: str | None = "gpt-4o-mini-2024-07-18"
-    finish_reason: str | None = "stop"
-    usage: Usage | None = dataclasses.field(default_factory=Usage)
-    text: str = "Hi!"
-    message: Any = None
-    tool_calls: tuple[Any, ...] = ()
+def sample_response(*, usage: Usage | None = None, text: str = "Hi!") -> ChatResponse:
+    """A real `ChatResponse` as OpenAI's API gives it (its usage: `sample_usage()`)."""
+    return ChatResponse(
+        Message.assistant(text),
+        id="chatcmpl-1",
+        model="gpt-4o-mini-2024-07-18",
+        provider="openai",
+        finish_reason=FinishReason.STOP,
+        raw_finish_reason="stop",
+        usage=usage if usage is not None else sample_usage(),
+    )
 
 
-@dataclasses.dataclass
-class Chunk:
-    text: str = "x"
+def sample_chunk(text: str = "x") -> ChatChunk:
+    """A real `ChatChunk` of `text`."""
+    return ChatChunk(text)
 
 
 @dataclasses.dataclass

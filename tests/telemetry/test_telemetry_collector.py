@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from chatmodels import telemetry
-from telemetry_fakes import Response, call
+from telemetry_fakes import call, sample_response
 
 ROTEL = Path(__import__("rotel").__file__).parent / "rotel-agent"
 
@@ -82,7 +82,7 @@ def test_spans_and_metrics_reach_the_collector_and_survive_its_death(
     observer = telemetry.TelemetryObserver(otlp.container)
     try:
         for _ in range(20):
-            observer.start(*call()).end(Response())
+            observer.start(*call()).end(sample_response())
         otlp.tracer_provider.force_flush(5000)
         text = _wait_for(
             log,
@@ -96,7 +96,7 @@ def test_spans_and_metrics_reach_the_collector_and_survive_its_death(
         proc.wait(timeout=10)
         for _ in range(200):  # every call still succeeds, nothing raised to the caller
             scope = observer.start(*call())
-            scope.end(Response())
+            scope.end(sample_response())
         otlp.tracer_provider.force_flush(3000)
         time.sleep(1.0)
     finally:
@@ -113,12 +113,12 @@ def test_process_exits_promptly_with_the_collector_down() -> None:
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from chatmodels import telemetry
-        from telemetry_fakes import Response, call
+        from telemetry_fakes import call, sample_response
         otlp = telemetry.setup_otlp("http://127.0.0.1:{port}", export_timeout=1.0,
                                     schedule_delay=0.1, metric_interval=0.3)
         obs = telemetry.TelemetryObserver()
         for _ in range(100):
-            obs.start(*call()).end(Response())
+            obs.start(*call()).end(sample_response())
         print("calls done", flush=True)
     """)
     started = time.monotonic()

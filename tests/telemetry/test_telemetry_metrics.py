@@ -10,7 +10,7 @@ from chatmodels.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS
 from chatmodels.telemetry._metrics import new_aggregator
 from chatmodels.telemetry._pymetrics import DURATION, TOKENS_INPUT, MetricAggregator
 from opentelemetry.sdk.metrics.export import Histogram
-from telemetry_fakes import Chunk, Response, Telemetry, call, make_telemetry
+from telemetry_fakes import Telemetry, call, make_telemetry, sample_chunk, sample_response
 
 BACKENDS = ["rust", "python"]
 
@@ -24,7 +24,7 @@ BASE = {
 
 
 def test_call_metrics_have_convention_names_units_buckets_and_attributes(tel: Telemetry) -> None:
-    tel.observer.start(*call()).end(Response())
+    tel.observer.start(*call()).end(sample_response())
     tel.observer.start(*call()).fail(TimeoutError("t", op="invoke"))
     metrics = tel.metrics()
     duration = metrics["gen_ai.client.operation.duration"]
@@ -46,8 +46,8 @@ def test_call_metrics_have_convention_names_units_buckets_and_attributes(tel: Te
 def test_stream_metrics_are_reported_for_streams_only(tel: Telemetry) -> None:
     scope = tel.observer.start(*call(stream=True))
     for _ in range(4):
-        scope.chunk(Chunk())
-    scope.end(Response())
+        scope.chunk(sample_chunk())
+    scope.end(sample_response())
     metrics = tel.metrics()
     (first,) = metrics["gen_ai.client.operation.time_to_first_chunk"].data.data_points
     (gaps,) = metrics["gen_ai.client.operation.time_per_output_chunk"].data.data_points
@@ -58,7 +58,7 @@ def test_stream_metrics_are_reported_for_streams_only(tel: Telemetry) -> None:
 
 def test_metrics_level_records_metrics_without_spans() -> None:
     for t in make_telemetry(level="metrics"):
-        t.observer.start(*call()).end(Response())
+        t.observer.start(*call()).end(sample_response())
         assert t.finished() == []
         assert t.metrics()["gen_ai.client.operation.duration"].data.data_points[0].count == 1
 

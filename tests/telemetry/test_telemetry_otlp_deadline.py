@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from chatmodels import telemetry
-from telemetry_fakes import Response, call
+from telemetry_fakes import call, sample_response
 
 EXPORT_TIMEOUT = 1.0
 MARGIN = 0.5  # threads starting and joining, on a shared machine
@@ -74,7 +74,7 @@ def test_shutdown_is_bounded_by_the_export_timeout(collector: SilentCollector) -
     try:
         observer = telemetry.TelemetryObserver(otlp.container)
         for _ in range(CALLS):
-            observer.start(*call()).end(Response())
+            observer.start(*call()).end(sample_response())
         time.sleep(0.3)  # an export is in flight, others queued behind it
         started = time.monotonic()
         otlp.shutdown()
@@ -94,12 +94,12 @@ SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from chatmodels import telemetry
-from telemetry_fakes import Response, call
+from telemetry_fakes import call, sample_response
 otlp = telemetry.setup_otlp("http://127.0.0.1:{port}", export_timeout={timeout},
                             schedule_delay=0.2, metric_interval=0.5)
 observer = telemetry.TelemetryObserver()
 for _ in range({calls}):
-    observer.start(*call()).end(Response())
+    observer.start(*call()).end(sample_response())
 time.sleep(0.3)
 {shutdown}
 print(time.time(), flush=True)

@@ -13,7 +13,14 @@ from chatmodels.telemetry import _observer as observer_module
 from chatmodels.telemetry import current_correlation_id
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind, StatusCode
-from telemetry_fakes import Chunk, Response, Telemetry, Usage, call, make_telemetry
+from telemetry_fakes import (
+    Telemetry,
+    call,
+    make_telemetry,
+    sample_chunk,
+    sample_response,
+    sample_usage,
+)
 
 
 def test_chat_span_has_the_convention_attributes(tel: Telemetry) -> None:
@@ -23,7 +30,7 @@ def test_chat_span_has_the_convention_attributes(tel: Telemetry) -> None:
         conversation_id="conv-1",
     )  # fmt: skip
     scope = tel.observer.start(*info)
-    scope.end(Response(usage=Usage(cache_read_input_tokens=3, reasoning_tokens=2)))
+    scope.end(sample_response(usage=sample_usage(cache_read_input_tokens=3, reasoning_tokens=2)))
     (span,) = tel.finished()
     assert span.name == "chat gpt-4o-mini"
     assert span.kind is SpanKind.CLIENT
@@ -72,7 +79,7 @@ def test_retries_are_events_with_the_attempt_number(tel: Telemetry) -> None:
     scope = tel.observer.start(*call())
     scope.attempt(1, TimeoutError("t", op="invoke"))
     scope.attempt(2, None)
-    scope.end(Response())
+    scope.end(sample_response())
     (span,) = tel.finished()
     events = [(e.name, dict(e.attributes)) for e in span.events]
     assert events == [
@@ -85,8 +92,8 @@ def test_span_nests_under_the_callers_span_and_never_ends_it(tel: Telemetry) -> 
     tracer = tel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("parent") as parent:
         scope = tel.observer.start(*call(stream=True))
-        scope.chunk(Chunk())
-        scope.end(Response())
+        scope.chunk(sample_chunk())
+        scope.end(sample_response())
         assert parent.is_recording()
     chat, outer = tel.finished()
     assert chat.parent is not None
@@ -97,8 +104,8 @@ def test_span_nests_under_the_callers_span_and_never_ends_it(tel: Telemetry) -> 
 
 def test_stream_span_ends_exactly_once_whatever_happens(tel: Telemetry) -> None:
     scope = tel.observer.start(*call(stream=True))
-    scope.chunk(Chunk())
-    scope.end(Response())
+    scope.chunk(sample_chunk())
+    scope.end(sample_response())
     scope.fail(TimeoutError("late", op="stream"))
     scope.close()
     assert len(tel.finished()) == 1
@@ -106,7 +113,7 @@ def test_stream_span_ends_exactly_once_whatever_happens(tel: Telemetry) -> None:
 
 def test_stream_closed_early_or_collected_still_ends(tel: Telemetry) -> None:
     scope = tel.observer.start(*call(stream=True))
-    scope.chunk(Chunk())
+    scope.chunk(sample_chunk())
     scope.close()
     orphan = tel.observer.start(*call(stream=True))
     del orphan
@@ -120,7 +127,7 @@ def test_correlation_id_lives_during_the_call_only(tel: Telemetry) -> None:
     assert current_correlation_id() is None
     scope = tel.observer.start(*call())
     inside = current_correlation_id()
-    scope.end(Response())
+    scope.end(sample_response())
     assert inside is not None
     assert len(inside) == 32
     assert current_correlation_id() is None
@@ -134,7 +141,7 @@ def test_a_thousand_concurrent_calls_each_get_their_own_span(tel: Telemetry) -> 
         with tracer.start_as_current_span(f"req {i}") as parent:
             parents[i] = parent.get_span_context().span_id
             scope = tel.observer.start(*call(model=f"m{i}"))
-            scope.end(Response())
+            scope.end(sample_response())
 
     threads = [threading.Thread(target=request, args=(i,)) for i in range(1000)]
     for t in threads:
@@ -166,7 +173,7 @@ def test_content_is_captured_only_on_opt_in(tel: Telemetry, tel_content: Telemet
         tools=[{"name": "get_weather", "description": "Weather", "parameters": {"type": "object"}}],
     )  # fmt: skip
     for t in (tel, tel_content):
-        t.observer.start(*info).end(Response())
+        t.observer.start(*info).end(sample_response())
     (plain,) = tel.finished()
     assert not any(k.startswith(("gen_ai.input", "gen_ai.output.m")) for k in plain.attributes)
     (span,) = tel_content.finished()
@@ -197,8 +204,8 @@ def test_debug_level_adds_an_event_per_chunk() -> None:
     for t in make_telemetry(level="debug"):
         scope = t.observer.start(*call(stream=True))
         for _ in range(3):
-            scope.chunk(Chunk("ab"))
-        scope.end(Response())
+            scope.chunk(sample_chunk("ab"))
+        scope.end(sample_response())
         (span,) = t.finished()
         assert [e.attributes["chatmodels.chunk.index"] for e in span.events] == [0, 1, 2]
 
@@ -206,7 +213,7 @@ def test_debug_level_adds_an_event_per_chunk() -> None:
 @pytest.mark.parametrize("level", ["off", "metrics"])
 def test_no_span_below_standard(level: str) -> None:
     for t in make_telemetry(level=level):
-        t.observer.start(*call()).end(Response())
+        t.observer.start(*call()).end(sample_response())
         assert t.finished() == []
 
 
@@ -223,7 +230,7 @@ def test_a_calls_span_is_current_until_its_end_in_the_callers_context(tel: Telem
             inside_baggage = baggage.get_baggage("tenant")
             inside_id = current_correlation_id()
             assert scope.observes_chunks is False  # a call that is not a stream
-            scope.end(Response())
+            scope.end(sample_response())
             assert trace.get_current_span() is parent
             assert baggage.get_baggage("tenant") == "t-1"
     finally:
