@@ -1,2 +1,2 @@
 """The project around the package: the CLI, the test servers of `chatmodels.testing`, the docs,
-the release files and the repository's paths."""
+the release files, the repository's paths and the package's import graph."""
