@@ -5,7 +5,8 @@ Each wheel: its file name claims the manylinux tag given (manylinux_2_17_x86_64 
 and needing no shared library outside the policy, and it holds the extension, the stub,
 py.typed and the license at Cargo.toml's version. The sdist holds what a build from source
 needs. `twine check --strict` passes on every artifact (the README renders as the long
-description; license, classifiers, project URLs and Requires-Python are in the metadata).
+description; license, classifiers and Requires-Python are in the metadata, and each project
+URL, if any, is https).
 
     usage: python scripts/check_dist.py [--tag manylinux_2_17_x86_64] [DIST_DIR]
 """
@@ -37,7 +38,9 @@ SDIST_MEMBERS = (
     "python/chatmodels/_core.pyi",
     "python/chatmodels/py.typed",
 )
-METADATA_FIELDS = ("License-Expression", "Requires-Python", "Project-URL", "Classifier")
+# Project-URL is not among them: the project has no public home yet (pyproject.toml says so),
+# and each URL it declares once it has must be `label, https://...`.
+METADATA_FIELDS = ("License-Expression", "Requires-Python", "Classifier")
 
 
 def cargo_version() -> str:
@@ -64,6 +67,9 @@ def check_metadata(name: str, text: str, version: str) -> list[str]:
     """Problems in a METADATA / PKG-INFO text."""
     meta = HeaderParser().parsestr(text)
     problems = [f"{name}: no {field}" for field in METADATA_FIELDS if not meta.get_all(field)]
+    for url in meta.get_all("Project-URL") or []:
+        if not re.fullmatch(r"[^,]+, https://\S+", url):
+            problems.append(f"{name}: Project-URL {url!r} is not `label, https://...`")
     if meta["Version"] != version:
         problems.append(f"{name}: version {meta['Version']}, Cargo.toml says {version}")
     if not str(meta.get("Description-Content-Type", "")).startswith("text/markdown"):
