@@ -80,7 +80,7 @@ def _load_hooks() -> ModuleType:
 def test_the_providers_table_is_generated_from_the_builtin_metadata(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from chatmodels._builtins import BUILTINS
+    from chatmodels._providers._builtins import BUILTINS
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the hook puts python/ on it
     hooks = _load_hooks()
