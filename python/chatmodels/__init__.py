@@ -58,13 +58,15 @@ if TYPE_CHECKING:
     import logging
 
     from ._health import HealthReport, ahealth_check, health_check
-    from ._model import AsyncChatStream, ChatModel, ChatRequest, ChatStream
+    from ._model import ChatModel
+    from ._request import ChatRequest
     from ._routes._config import load_config
     from ._routes._deployment import Deployment
     from ._routes._model import RoutedModel, RouteHealth
     from ._routes._redis import RedisState
     from ._routes._route import register_route
     from ._routes._types import Breaker, DeploymentStatus
+    from ._stream import AsyncChatStream, ChatStream
     from ._types import (
         ChatChunk,
         ChatResponse,
@@ -85,13 +87,15 @@ if TYPE_CHECKING:
 # The chat API loads on first use (PEP 562), so `import chatmodels` costs the registry only.
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
-    "._model": ("AsyncChatStream", "ChatModel", "ChatRequest", "ChatStream"),
+    "._model": ("ChatModel",),
+    "._request": ("ChatRequest",),
     "._routes._config": ("load_config",),
     "._routes._deployment": ("Deployment",),
     "._routes._model": ("RouteHealth", "RoutedModel"),
     "._routes._redis": ("RedisState",),
     "._routes._route": ("register_route",),
     "._routes._types": ("Breaker", "DeploymentStatus"),
+    "._stream": ("AsyncChatStream", "ChatStream"),
     "._types": (
         "ChatChunk",
         "ChatResponse",

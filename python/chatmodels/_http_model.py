@@ -24,8 +24,9 @@ from ._errors import (
     redact,
 )
 from ._metadata import ProviderMetadata, ProviderOptions
-from ._model import ChatModel, ChatRequest
+from ._model import ChatModel
 from ._observe import CallScope
+from ._request import ChatRequest
 from ._transport import FrameDecoder, Headers, Transport, WireRequest, code_for_status
 from ._types import ChatChunk, ChatResponse, HealthStatus
 

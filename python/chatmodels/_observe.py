@@ -20,11 +20,12 @@ import contextlib
 import dataclasses
 import logging
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ._errors import ChatModelError
-    from ._model import ChatRequest
+    from ._request import ChatRequest
     from ._types import ChatChunk, ChatResponse
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CallObserver",
     "CallScope",
     "CallSite",
+    "NoOpScope",
     "call_site",
     "get_observer",
     "set_observer",
@@ -109,22 +111,28 @@ def call_site(
 
 
 class CallScope(Protocol):
-    """One call in progress, as the observer sees it."""
+    """One call in progress, as the observer sees it: every member is called, none probed."""
+
+    @property
+    def observes_chunks(self) -> bool:
+        """Whether a stream tells this scope of its chunks. When false, a stream calls neither
+        `chunk` nor `chunk_batch`, accumulates nothing for it and ends it with ``end(None)``."""
+        ...
 
     def attempt(self, number: int, error: ChatModelError | None) -> None:
         """The transport made attempt `number` (1-based); `error` is why it failed, or None
         when it succeeded. A call that succeeds at its first attempt reports no attempt."""
 
     def chunk(self, chunk: ChatChunk) -> None:
-        """A streamed chunk arrived. A scope may also have ``chunk_batch(chunks)``: then it
-        is called once per batch of chunks that arrived together, instead of this."""
+        """A streamed chunk arrived (on its own)."""
 
-    def end(self, response: ChatResponse) -> None:
-        """The call finished with `response` (for a stream: what it accumulated).
+    def chunk_batch(self, chunks: Sequence[ChatChunk]) -> None:
+        """Streamed chunks that arrived together (one network read): what a stream calls,
+        once per batch."""
 
-        A scope may have a false ``observes_chunks`` attribute: then a stream tells it
-        nothing per chunk and ends it with ``end(None)``, accumulating nothing for it.
-        """
+    def end(self, response: ChatResponse | None) -> None:
+        """The call finished with `response` (for a stream: what it accumulated, or None
+        when the scope does not observe chunks)."""
 
     def fail(self, error: ChatModelError) -> None:
         """The call failed; the scope may set ``error.correlation_id``."""
@@ -140,24 +148,30 @@ class CallObserver(Protocol):
         """A call through the model of `site` is about to send `request`."""
 
 
-class _NoopScope:
+class NoOpScope:
+    """The scope that records nothing: the no-op observer's, telemetry's at level off."""
+
     __slots__ = ()
+    correlation_id = None
     observes_chunks = False
 
     def attempt(self, number: int, error: ChatModelError | None) -> None:
-        pass
+        """Nothing."""
 
     def chunk(self, chunk: ChatChunk) -> None:
-        pass
+        """Nothing."""
 
-    def end(self, response: ChatResponse) -> None:
-        pass
+    def chunk_batch(self, chunks: Sequence[ChatChunk]) -> None:
+        """Nothing."""
+
+    def end(self, response: ChatResponse | None) -> None:
+        """Nothing."""
 
     def fail(self, error: ChatModelError) -> None:
-        pass
+        """Nothing."""
 
     def close(self) -> None:
-        pass
+        """Nothing."""
 
 
 class _NoopObserver:
@@ -185,7 +199,7 @@ class _DefaultObserver:
         return observer
 
 
-NOOP_SCOPE: CallScope = _NoopScope()
+NOOP_SCOPE: NoOpScope = NoOpScope()
 NOOP_OBSERVER: CallObserver = _NoopObserver()
 
 _observer: CallObserver = _DefaultObserver()

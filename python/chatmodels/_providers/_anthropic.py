@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from .._errors import ChatModelError
 from .._http_model import HTTPChatModel, ReplyShapeError, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
 from .._types import (
     ChatChunk,

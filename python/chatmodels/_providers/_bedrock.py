@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 from .._errors import ChatModelError, InvalidConfigError, InvalidResponseError, make_error
 from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport import (
     DEFAULT_MAX_EVENT_BYTES,
     Headers,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from .._errors import CapabilityNotSupportedError, ChatModelError
 from .._http_model import ENDED, HTTPChatModel, StreamEnd, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
 from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta, Usage
 from ._common import (

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._http_model import ENDED, HTTPChatModel, error_from_response, json_body, loads
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest, request_id_of
 from .._types import (
     ChatChunk,

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from .._errors import ChatModelError, InvalidConfigError
 from .._http_model import ENDED, HTTPChatModel, error_from_response, loads
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport import Headers, NDJSONDecoder, WireRequest
 from .._types import (
     ChatChunk,

@@ -24,7 +24,7 @@ from .._http_model import (
     loads_many,
 )
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport import Headers, SSEDecoder, WireRequest
 from .._types import (
     ChatChunk,

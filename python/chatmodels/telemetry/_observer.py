@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
-from .._observe import telemetry_failed
+from .._observe import NOOP_SCOPE, NoOpScope, telemetry_failed
 from . import _container as _container_module
 from . import _content
 from ._container import Container, Runtime, get_container
@@ -30,7 +30,7 @@ from ._correlation import (
 )
 from ._logging import log_event
 
-__all__ = ["ROUTE_ATTEMPT", "NoOpScope", "TelemetryObserver"]
+__all__ = ["ROUTE_ATTEMPT", "TelemetryObserver"]
 
 ROUTE_ATTEMPT: ContextVar[Mapping[str, Any] | None] = ContextVar(
     "chatmodels_route_attempt", default=None
@@ -68,33 +68,7 @@ def error_type(error: BaseException) -> str:
     return value if isinstance(value, str) else type(error).__qualname__
 
 
-class NoOpScope:
-    """A scope that records nothing (level off, or the no-op observer)."""
-
-    __slots__ = ()
-    correlation_id = None
-    observes_chunks = False
-
-    def attempt(self, number: int, error: BaseException | None) -> None:
-        """Nothing."""
-
-    def chunk(self, chunk: Any) -> None:
-        """Nothing."""
-
-    def chunk_batch(self, chunks: Sequence[Any]) -> None:
-        """Nothing."""
-
-    def end(self, response: Any) -> None:
-        """Nothing."""
-
-    def fail(self, error: BaseException) -> None:
-        """Nothing."""
-
-    def close(self) -> None:
-        """Nothing."""
-
-
-_NOOP = NoOpScope()
+_NOOP = NOOP_SCOPE
 
 
 class TelemetryObserver:
