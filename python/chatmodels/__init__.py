@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._backend import backend
 from ._errors import (
     APIError,
@@ -53,6 +54,16 @@ from ._registry import (
     register_global_with_metadata,
     unregister_provider,
 )
+
+
+def _telemetry_observer() -> _observe.CallObserver:
+    from .telemetry import TelemetryObserver
+
+    return TelemetryObserver()
+
+
+# Calls report to OpenTelemetry by default, loaded on the first call (see `_observe`).
+_observe.set_observer(_observe.LazyObserver(_telemetry_observer))
 
 if TYPE_CHECKING:
     import logging

@@ -4,9 +4,10 @@
 `CallSite`) is what every call through that model instance shares, built once; `request` is
 the call's validated `ChatRequest`. The returned `CallScope` then hears of each transport
 attempt, each streamed chunk, and exactly one `end`, `fail` or `close`. Nothing is built per
-call for the observer. The default observer loads the OpenTelemetry one
-(`chatmodels.telemetry`) on the first call, so ``import chatmodels`` never imports
-OpenTelemetry; ``set_observer(None)`` installs the no-op observer instead.
+call for the observer. This module imports no telemetry: the package installs a
+`LazyObserver` that loads the OpenTelemetry one (`chatmodels.telemetry`) on the first call,
+so ``import chatmodels`` never imports OpenTelemetry; ``set_observer(None)`` installs the
+no-op observer instead.
 
 Telemetry never breaks a call: what an observer (or the OpenTelemetry SDK, an exporter, a
 processor, a log handler behind it) raises is caught where it is called, reported by
@@ -20,7 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "CallObserver",
     "CallScope",
     "CallSite",
+    "LazyObserver",
     "NoOpScope",
     "call_site",
     "get_observer",
@@ -181,28 +183,29 @@ class _NoopObserver:
         return NOOP_SCOPE
 
 
-class _DefaultObserver:
-    """Loads and installs the OpenTelemetry observer on the first call, then hands over."""
+class LazyObserver:
+    """Stands in for the observer `make()` returns, made on the first call (so that importing
+    the package imports no telemetry), then installed in its place."""
 
-    __slots__ = ()
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], CallObserver]) -> None:
+        self._make = make
 
     def start(self, site: CallSite, request: ChatRequest) -> CallScope:
-        return self._load().start(site, request)
-
-    def _load(self) -> CallObserver:
-        if _observer is not self:
-            return _observer
-        from .telemetry import TelemetryObserver
-
-        observer: CallObserver = TelemetryObserver()
-        set_observer(observer)
-        return observer
+        """Make and install the observer (if this one is still installed), then start."""
+        observer = _observer
+        if observer is self:
+            observer = self._make()
+            set_observer(observer)
+        return observer.start(site, request)
 
 
 NOOP_SCOPE: NoOpScope = NoOpScope()
 NOOP_OBSERVER: CallObserver = _NoopObserver()
 
-_observer: CallObserver = _DefaultObserver()
+#: until the package installs its default (a `LazyObserver` of the OpenTelemetry observer)
+_observer: CallObserver = NOOP_OBSERVER
 
 
 def get_observer() -> CallObserver:

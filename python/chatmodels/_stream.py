@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from . import _observe
 from ._observe import CallScope
 from ._types import Accumulator, ChatChunk
 
-if TYPE_CHECKING:
-    from ._model import ChatModel
-
 __all__ = ["AsyncChatStream", "ChatStream"]
+
+
+class _Source(Protocol):
+    """What a stream needs of the model it comes from (a `ChatModel`)."""
+
+    @property
+    def provider(self) -> str: ...
+
+    def _failed(self, scope: CallScope, exc: BaseException, op: str) -> BaseException: ...
 
 
 def _end_early(stream: _Stream) -> None:
@@ -59,7 +65,7 @@ class _Stream:
         self,
         batches: Iterator[Sequence[ChatChunk]] | AsyncIterator[Sequence[ChatChunk]],
         scope: CallScope,
-        model: ChatModel,
+        model: _Source,
         op: str,
     ) -> None:
         self._batches = batches

@@ -19,7 +19,7 @@ from typing import Any
 from .._observe import NOOP_SCOPE, NoOpScope, telemetry_failed
 from . import _container as _container_module
 from . import _content
-from ._container import Container, Runtime, get_container
+from ._container import Container, get_container
 from ._correlation import (
     _CORRELATION,
     current_correlation_id,
@@ -29,6 +29,8 @@ from ._correlation import (
     set_correlation_id,
 )
 from ._logging import log_event
+from ._otel_private import context_functions, log_record_class, span_key
+from ._runtime import Runtime
 
 __all__ = ["ROUTE_ATTEMPT", "TelemetryObserver"]
 
@@ -822,43 +824,21 @@ class _OTel:
     )
 
     def __init__(self) -> None:
-        from contextvars import ContextVar
-
-        from opentelemetry import context, trace
+        from opentelemetry import trace
         from opentelemetry.context.context import Context
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
         from opentelemetry.trace import Status, StatusCode
 
         self.CLIENT = trace.SpanKind.CLIENT
         self.INTERNAL = trace.SpanKind.INTERNAL
         self.ERROR = StatusCode.ERROR
         self.Status = Status
-        from opentelemetry._logs import LogRecord
-
-        self.LogRecord = LogRecord
+        self.LogRecord: Any = log_record_class()  # None: no logs API, no content event
         self.set_span_in_context = trace.set_span_in_context
-        self.attach: Callable[[Any], Any] = context.attach
-        self.detach: Callable[[Any], None] = context.detach
-        self.current: Callable[[], Any] = context.get_current
+        self.attach, self.detach, self.current = context_functions()
         self.Context = Context
-        # The key under which set_span_in_context puts the span, found by asking it: the
-        # per-call path then builds the same Context itself. None (use the function) if it
-        # ever builds anything else than a copy of the parent plus that one key.
-        self.span_key: str | None = None
-        probe = trace.set_span_in_context(trace.INVALID_SPAN, Context(probe_parent=1))
-        if type(probe) is Context and len(probe) == 2 and probe.get("probe_parent") == 1:
-            keys = [key for key in probe if key != "probe_parent"]
-            if probe[keys[0]] is trace.INVALID_SPAN:
-                self.span_key = keys[0]
-        runtime = getattr(context, "_RUNTIME_CONTEXT", None)
-        var = getattr(runtime, "_current_context", None)
-        if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
-            # The default runtime context is one ContextVar: its set/reset/get are what
-            # attach/detach/get_current do, less three Python frames each on the per-call
-            # path. (A detach in the wrong context raises here; callers suppress it.)
-            self.attach = var.set
-            self.detach = var.reset
-            self.current = var.get
+        # The key under which set_span_in_context puts the span: the per-call path then
+        # builds the same Context itself (None: it calls the function).
+        self.span_key: str | None = span_key()
 
 
 _OTEL: _OTel | None = None
