@@ -426,7 +426,8 @@ class ChatModel:
     def _complete(self, request: ChatRequest, response: ChatResponse, start: float) -> ChatResponse:
         """Stamp latency and provider on `response` and parse it as `response_format` asks."""
         # In place, before the caller sees it: dataclasses.replace would build a second
-        # response, 30,000 instructions against 1,500 (callgrind, CPython 3.11), every call.
+        # response; saves 30,400 instructions/call (a fake invoke: 76,400 against 106,800,
+        # callgrind over bench_telemetry's workload, CPython 3.11).
         setattr_ = object.__setattr__
         setattr_(response, "latency", time.perf_counter() - start)
         if response.provider is None:
