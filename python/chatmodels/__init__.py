@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._backend import backend
 from ._errors import (
     APIError,
@@ -51,17 +52,29 @@ from ._global import (
 from ._metadata import Capability, ProviderMetadata, ProviderOptions, Secret
 from ._registry import ENTRY_POINT_GROUP, Creator, PluginWarning, ProviderRegistry
 
+
+def _telemetry_observer() -> _observe.CallObserver:
+    from .telemetry import TelemetryObserver
+
+    return TelemetryObserver()
+
+
+# Calls report to OpenTelemetry by default, loaded on the first call (see `_observe`).
+_observe.set_observer(_observe.LazyObserver(_telemetry_observer))
+
 if TYPE_CHECKING:
     import logging
 
     from ._health import HealthReport, ahealth_check, health_check
-    from ._model import AsyncChatStream, ChatModel, ChatRequest, ChatStream
+    from ._model import ChatModel
+    from ._request import ChatRequest
     from ._routes._config import load_config
     from ._routes._deployment import Deployment
     from ._routes._model import RoutedModel, RouteHealth
     from ._routes._redis import RedisState
     from ._routes._route import register_route
     from ._routes._types import Breaker, DeploymentStatus
+    from ._stream import AsyncChatStream, ChatStream
     from ._tools import Tool, ToolCall
     from ._types import (
         ChatChunk,
@@ -81,7 +94,8 @@ if TYPE_CHECKING:
 # The chat API loads on first use (PEP 562), so `import chatmodels` costs the registry only.
 _LAZY_MODULES = {
     "._health": ("HealthReport", "ahealth_check", "health_check"),
-    "._model": ("AsyncChatStream", "ChatModel", "ChatRequest", "ChatStream"),
+    "._model": ("ChatModel",),
+    "._request": ("ChatRequest",),
     "._routes._config": ("load_config",),
     "._routes._deployment": ("Deployment",),
     "._routes._model": ("RouteHealth", "RoutedModel"),
@@ -89,6 +103,7 @@ _LAZY_MODULES = {
     "._routes._route": ("register_route",),
     "._routes._types": ("Breaker", "DeploymentStatus"),
     "._tools": ("Tool", "ToolCall"),
+    "._stream": ("AsyncChatStream", "ChatStream"),
     "._types": (
         "ChatChunk",
         "ChatResponse",

@@ -4,9 +4,10 @@
 `CallSite`) is what every call through that model instance shares, built once; `request` is
 the call's validated `ChatRequest`. The returned `CallScope` then hears of each transport
 attempt, each streamed chunk, and exactly one `end`, `fail` or `close`. Nothing is built per
-call for the observer. The default observer loads the OpenTelemetry one
-(`chatmodels.telemetry`) on the first call, so ``import chatmodels`` never imports
-OpenTelemetry; ``set_observer(None)`` installs the no-op observer instead.
+call for the observer. This module imports no telemetry: the package installs a
+`LazyObserver` that loads the OpenTelemetry one (`chatmodels.telemetry`) on the first call,
+so ``import chatmodels`` never imports OpenTelemetry; ``set_observer(None)`` installs the
+no-op observer instead.
 
 Telemetry never breaks a call: what an observer (or the OpenTelemetry SDK, an exporter, a
 processor, a log handler behind it) raises is caught where it is called, reported by
@@ -20,11 +21,12 @@ import contextlib
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ._errors import ChatModelError
-    from ._model import ChatRequest
+    from ._request import ChatRequest
     from ._types import ChatChunk, ChatResponse
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "CallObserver",
     "CallScope",
     "CallSite",
+    "LazyObserver",
+    "NoOpScope",
     "call_site",
     "get_observer",
     "set_observer",
@@ -109,22 +113,28 @@ def call_site(
 
 
 class CallScope(Protocol):
-    """One call in progress, as the observer sees it."""
+    """One call in progress, as the observer sees it: every member is called, none probed."""
+
+    @property
+    def observes_chunks(self) -> bool:
+        """Whether a stream tells this scope of its chunks. When false, a stream calls neither
+        `chunk` nor `chunk_batch`, accumulates nothing for it and ends it with ``end(None)``."""
+        ...
 
     def attempt(self, number: int, error: ChatModelError | None) -> None:
         """The transport made attempt `number` (1-based); `error` is why it failed, or None
         when it succeeded. A call that succeeds at its first attempt reports no attempt."""
 
     def chunk(self, chunk: ChatChunk) -> None:
-        """A streamed chunk arrived. A scope may also have ``chunk_batch(chunks)``: then it
-        is called once per batch of chunks that arrived together, instead of this."""
+        """A streamed chunk arrived (on its own)."""
 
-    def end(self, response: ChatResponse) -> None:
-        """The call finished with `response` (for a stream: what it accumulated).
+    def chunk_batch(self, chunks: Sequence[ChatChunk]) -> None:
+        """Streamed chunks that arrived together (one network read): what a stream calls,
+        once per batch."""
 
-        A scope may have a false ``observes_chunks`` attribute: then a stream tells it
-        nothing per chunk and ends it with ``end(None)``, accumulating nothing for it.
-        """
+    def end(self, response: ChatResponse | None) -> None:
+        """The call finished with `response` (for a stream: what it accumulated, or None
+        when the scope does not observe chunks)."""
 
     def fail(self, error: ChatModelError) -> None:
         """The call failed; the scope may set ``error.correlation_id``."""
@@ -140,24 +150,30 @@ class CallObserver(Protocol):
         """A call through the model of `site` is about to send `request`."""
 
 
-class _NoopScope:
+class NoOpScope:
+    """The scope that records nothing: the no-op observer's, telemetry's at level off."""
+
     __slots__ = ()
+    correlation_id = None
     observes_chunks = False
 
     def attempt(self, number: int, error: ChatModelError | None) -> None:
-        pass
+        """Nothing."""
 
     def chunk(self, chunk: ChatChunk) -> None:
-        pass
+        """Nothing."""
 
-    def end(self, response: ChatResponse) -> None:
-        pass
+    def chunk_batch(self, chunks: Sequence[ChatChunk]) -> None:
+        """Nothing."""
+
+    def end(self, response: ChatResponse | None) -> None:
+        """Nothing."""
 
     def fail(self, error: ChatModelError) -> None:
-        pass
+        """Nothing."""
 
     def close(self) -> None:
-        pass
+        """Nothing."""
 
 
 class _NoopObserver:
@@ -167,28 +183,29 @@ class _NoopObserver:
         return NOOP_SCOPE
 
 
-class _DefaultObserver:
-    """Loads and installs the OpenTelemetry observer on the first call, then hands over."""
+class LazyObserver:
+    """Stands in for the observer `make()` returns, made on the first call (so that importing
+    the package imports no telemetry), then installed in its place."""
 
-    __slots__ = ()
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], CallObserver]) -> None:
+        self._make = make
 
     def start(self, site: CallSite, request: ChatRequest) -> CallScope:
-        return self._load().start(site, request)
-
-    def _load(self) -> CallObserver:
-        if _observer is not self:
-            return _observer
-        from .telemetry import TelemetryObserver
-
-        observer: CallObserver = TelemetryObserver()
-        set_observer(observer)
-        return observer
+        """Make and install the observer (if this one is still installed), then start."""
+        observer = _observer
+        if observer is self:
+            observer = self._make()
+            set_observer(observer)
+        return observer.start(site, request)
 
 
-NOOP_SCOPE: CallScope = _NoopScope()
+NOOP_SCOPE: NoOpScope = NoOpScope()
 NOOP_OBSERVER: CallObserver = _NoopObserver()
 
-_observer: CallObserver = _DefaultObserver()
+#: until the package installs its default (a `LazyObserver` of the OpenTelemetry observer)
+_observer: CallObserver = NOOP_OBSERVER
 
 
 def get_observer() -> CallObserver:

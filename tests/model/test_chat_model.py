@@ -8,14 +8,15 @@ import gc
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import chatmodels
 import pydantic
 import pytest
 from chatmodels import ChatChunk, ChatResponse, FinishReason, Message, Tool, ToolCall
-from chatmodels._model import ChatRequest
 from chatmodels._observe import CallSite, set_observer
+from chatmodels._request import ChatRequest
 from chatmodels.testing import ReplayServer
 from replay_helpers import json_interaction
 
@@ -297,6 +298,8 @@ def test_fake_async_batch_and_latency() -> None:
 
 
 class Recorder:
+    observes_chunks = True
+
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
@@ -310,12 +313,20 @@ class Recorder:
     def chunk(self, chunk: ChatChunk) -> None:
         self.events.append(("chunk", chunk.text))
 
-    def end(self, response: ChatResponse) -> None:
+    def chunk_batch(self, chunks: Sequence[ChatChunk]) -> None:
+        for chunk in chunks:
+            self.chunk(chunk)
+
+    def end(self, response: ChatResponse | None) -> None:
+        assert response is not None  # this scope observes chunks: a stream accumulates for it
         self.events.append(("end", response.text))
 
     def fail(self, error: chatmodels.ChatModelError) -> None:
         error.correlation_id = "corr-1"
         self.events.append(("fail", error.code.value))
+
+    def close(self) -> None:
+        self.events.append(("close", None))
 
     def kinds(self) -> list[str]:
         return [k for k, _ in self.events if k not in ("chunk", "attempt")]
@@ -365,11 +376,13 @@ def test_stream_scope_ends_exactly_once(recorder: Recorder, how: str) -> None:
     else:
         with pytest.raises(chatmodels.NetworkError):
             next(stream)
-    ends = [k for k in recorder.kinds() if k in ("end", "fail")]
+    ends = [k for k in recorder.kinds() if k in ("end", "fail", "close")]
     assert len(ends) == 1
-    assert ends == (["fail"] if how == "error" else ["end"])
+    assert ends == {"error": ["fail"], "exhaust": ["end"]}.get(how, ["close"])
     if how == "exhaust":
         assert recorder.events[-1] == ("end", "one two three")
+    else:  # what arrived before the end was observed, once per chunk
+        assert [k for k, _ in recorder.events].count("chunk") == (0 if how == "error" else 1)
 
 
 def test_async_stream_scope_ends_once(recorder: Recorder) -> None:
@@ -379,7 +392,7 @@ def test_async_stream_scope_ends_once(recorder: Recorder) -> None:
             await stream.__anext__()
 
     asyncio.run(run())
-    assert recorder.kinds() == ["start", "end"]
+    assert recorder.kinds() == ["start", "close"]
 
 
 # -- registration and imports ---------------------------------------------------------------

@@ -575,6 +575,9 @@ class _Recorder:
     def chunk(self, chunk: Any) -> None:
         pass
 
+    def chunk_batch(self, chunks: Any) -> None:
+        pass
+
     def end(self, response: Any) -> None:
         pass
 

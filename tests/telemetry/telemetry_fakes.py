@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from chatmodels import ChatChunk, ChatResponse, FinishReason, Message, Usage, telemetry
-from chatmodels._model import ChatRequest
 from chatmodels._observe import CallSite
+from chatmodels._request import ChatRequest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider

@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 import chatmodels
 import pytest
 from chatmodels import ChatChunk, ChatModel, ChatModelError, telemetry
-from chatmodels._model import ChatRequest
 from chatmodels._observe import CallScope
+from chatmodels._request import ChatRequest
 from chatmodels.telemetry import DURATION_BUCKETS, TOKEN_BUCKETS, JsonFormatter
 from chatmodels.testing import (
     OpenAICompatibleServer,

@@ -10,9 +10,9 @@ from typing import Any
 import chatmodels
 import pytest
 from chatmodels import ProviderRegistry, telemetry
-from chatmodels._model import ChatRequest
-from chatmodels._observe import set_observer
+from chatmodels._observe import NoOpScope, set_observer
 from chatmodels._providers._fake import FakeChatModel
+from chatmodels._request import ChatRequest
 from chatmodels.telemetry import _observer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -174,7 +174,7 @@ def test_own_container_level_and_one_observer_per_container(sdk: SDK) -> None:
         assert quiet.names() == []
         assert quiet.container.observer() is quiet.container.observer()
         scope = quiet.container.observer().start(model._call_site, _request())
-        assert isinstance(scope, _observer.NoOpScope)
+        assert isinstance(scope, NoOpScope)
     finally:
         quiet.close()
 

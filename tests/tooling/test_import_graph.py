@@ -3,12 +3,16 @@ inside functions included (only ``if TYPE_CHECKING:`` blocks are left out: they 
 
 The registry knows nothing of the built-in providers (the global registry loads them), the
 transport, the value types, the tools and the providers are in no import circle, and no
-circle appears beyond those listed in `KNOWN_CYCLES`, which only shrink."""
+circle appears beyond those listed in `KNOWN_CYCLES`, which only shrink. The telemetry seam is
+one-way, counting the ``TYPE_CHECKING`` imports too: the model and its streams know only
+`_observe`; `telemetry` implements it; the container knows no observer."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "python" / "chatmodels"
 EXTENSIONS = frozenset({"chatmodels._core"})  # compiled: imports nothing of the package
@@ -16,16 +20,6 @@ EXTENSIONS = frozenset({"chatmodels._core"})  # compiled: imports nothing of the
 # Circles that remain, each left whole to the rework of its area. A new circle, or a module
 # joining one of these, fails `test_no_other_import_cycle`.
 KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # the telemetry seam (issue 11, Shape 1)
-    frozenset(
-        {
-            "chatmodels._observe",
-            "chatmodels.telemetry",
-            "chatmodels.telemetry._container",
-            "chatmodels.telemetry._logging",
-            "chatmodels.telemetry._observer",
-        }
-    ),
     # the route state and its Python twin, and routes built by (and registering in) a registry
     frozenset({"chatmodels._routes._pystate", "chatmodels._routes._state"}),
     frozenset(
@@ -38,6 +32,8 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
         }
     ),
 )
+#: no import circle may pass through any of these (``telemetry.*``: the whole subpackage)
+SEAM = ("chatmodels._model", "chatmodels._request", "chatmodels._stream", "chatmodels._observe")
 # Modules in no circle at all.
 ACYCLIC_PREFIXES = (
     "chatmodels._transport",
@@ -66,14 +62,15 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package's modules that module `name` imports when it runs."""
+def _imported(name: str, path: Path, modules: dict[str, Path], type_checking: bool) -> set[str]:
+    """The package's modules that module `name` imports when it runs (and, with
+    `type_checking`, those it names for the type checker only)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     named: set[str] = set()
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
+            if not type_checking and isinstance(child, ast.If) and _is_type_checking(child):
                 for other in child.orelse:
                     visit_one(other)
                 continue
@@ -107,10 +104,10 @@ def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return edges
 
 
-def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+def import_graph(root: Path = PACKAGE, type_checking: bool = False) -> dict[str, set[str]]:
     """Module → the package's modules it imports."""
     modules = _modules(root)
-    return {name: _imported(name, path, modules) for name, path in modules.items()}
+    return {name: _imported(name, path, modules, type_checking) for name, path in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
@@ -170,6 +167,7 @@ def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path: Pat
         "chatmodels.sub._c": {"chatmodels._b"},
     }
     assert cycles(graph) == [frozenset({"chatmodels._a", "chatmodels._b", "chatmodels.sub._c"})]
+    assert "chatmodels._b" in import_graph(pkg, type_checking=True)["chatmodels._a"]
 
 
 def test_the_registry_knows_nothing_of_the_builtins() -> None:
@@ -192,3 +190,55 @@ def test_transport_types_tools_and_providers_are_in_no_cycle() -> None:
 def test_no_other_import_cycle() -> None:
     for component in cycles(import_graph()):
         assert any(component <= known for known in KNOWN_CYCLES), sorted(component)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for other in graph[todo.pop()]:
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def _in_seam(name: str) -> bool:
+    return (
+        name in SEAM or name == "chatmodels.telemetry" or name.startswith("chatmodels.telemetry.")
+    )
+
+
+def test_the_seam_edges_are_read() -> None:
+    graph = import_graph(type_checking=True)
+    assert "chatmodels._observe" in graph["chatmodels._model"]  # `from ._observe import ...`
+    assert "chatmodels.telemetry" in graph["chatmodels"]  # inside `_telemetry_observer()`
+    assert "chatmodels.telemetry" in graph["chatmodels._model"]  # under TYPE_CHECKING
+    assert "chatmodels.telemetry._container" in graph["chatmodels.telemetry._observer"]
+
+
+def test_no_import_circle_through_the_model_the_seam_or_telemetry() -> None:
+    circles = [sorted(c) for c in cycles(import_graph(type_checking=True)) if any(map(_in_seam, c))]
+    assert circles == []
+
+
+def test_the_seam_imports_no_telemetry_and_no_model() -> None:
+    reached = _reachable(import_graph(type_checking=True), "chatmodels._observe")
+    assert not {n for n in reached if n.startswith("chatmodels.telemetry")}, reached
+    assert not {"chatmodels._model", "chatmodels._stream"} & reached
+
+
+@pytest.mark.parametrize(
+    "model", ["chatmodels._model", "chatmodels._stream", "chatmodels._request"]
+)
+def test_the_model_reaches_telemetry_only_for_types(model: str) -> None:
+    # `_model` names `telemetry.Container` under TYPE_CHECKING only; at run time the model
+    # layer talks to `_observe` alone.
+    graph = import_graph()
+    assert not {n for n in _reachable(graph, model) if n.startswith("chatmodels.telemetry")}
+    assert "chatmodels._observe" in graph["chatmodels._model"]
+
+
+def test_the_container_knows_no_observer() -> None:
+    reached = _reachable(import_graph(type_checking=True), "chatmodels.telemetry._container")
+    assert "chatmodels.telemetry._observer" not in reached

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from .._errors import ChatModelError
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._tools import ToolCall
 from .._transport._framing import SSEDecoder
 from .._transport._wire import Headers, WireRequest

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 
 from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._tools import ToolCall
 from .._transport._framing import EventStreamDecoder
 from .._transport._wire import Headers, WireRequest, request_id_of

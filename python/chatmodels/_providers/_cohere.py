@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from .._errors import CapabilityNotSupportedError, ChatModelError
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport._framing import SSEDecoder
 from .._transport._wire import Headers, WireRequest
 from .._types import ChatChunk, ChatResponse, ImagePart, Message, ToolCallDelta, Usage

@@ -23,8 +23,9 @@ from typing import Any
 
 from .._errors import ChatModelError, InvalidResponseError, make_error
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatModel, ChatRequest
+from .._model import ChatModel
 from .._observe import CallScope
+from .._request import ChatRequest
 from .._tools import ToolCall
 from .._types import (
     ChatChunk,

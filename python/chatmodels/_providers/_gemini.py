@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from .._errors import ChatModelError, InvalidConfigError, make_error
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._tools import ToolCall
 from .._transport._framing import SSEDecoder
 from .._transport._wire import Headers, WireRequest, request_id_of

@@ -24,8 +24,9 @@ from .._errors import (
     redact,
 )
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatModel, ChatRequest
+from .._model import ChatModel
 from .._observe import CallScope
+from .._request import ChatRequest
 from .._transport import Transport
 from .._transport._framing import FrameDecoder
 from .._transport._retry import retry_after_of

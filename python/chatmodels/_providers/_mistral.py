@@ -19,7 +19,7 @@ from typing import Any
 
 from .._errors import ChatModelError
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport._wire import Headers
 from .._types import ChatChunk, ChatResponse, ToolCallDelta
 from ._common import opt_arr, request_id_in_body, text

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from .._errors import ChatModelError, InvalidConfigError
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._tools import ToolCall
 from .._transport._framing import NDJSONDecoder
 from .._transport._wire import Headers, WireRequest

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from .._errors import ChatModelError
 from .._metadata import ProviderMetadata, ProviderOptions
-from .._model import ChatRequest
+from .._request import ChatRequest
 from .._transport._framing import SSEDecoder
 from .._transport._wire import Headers, WireRequest
 from .._types import (

@@ -27,8 +27,10 @@ from .._errors import (
     TimeoutError,
 )
 from .._metadata import Capability, ProviderMetadata, ProviderOptions
-from .._model import AsyncChatStream, ChatModel, ChatRequest, ChatStream
+from .._model import ChatModel
 from .._observe import NOOP_SCOPE
+from .._request import ChatRequest
+from .._stream import AsyncChatStream, ChatStream
 from .._types import ChatChunk, ChatResponse, HealthStatus, ImagePart, MessagesLike, to_messages
 from . import _telemetry
 from ._route import Route

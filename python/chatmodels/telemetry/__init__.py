@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._container import Container, configure, get_container, set_container
+from .._observe import set_observer
+from ._container import Container, ObserverKey, configure, get_container, set_container, set_default
 from ._correlation import correlation_scope, current_correlation_id, new_correlation_id
 from ._logging import ContextFilter, JsonFormatter, get_logger
 from ._metrics import DURATION_BUCKETS, TOKEN_BUCKETS, Metrics, NoOpMetrics
 from ._observer import TelemetryObserver
 from ._settings import Level, Settings
+
+set_default(ObserverKey, TelemetryObserver)  # what `Container.observer()` builds
 
 if TYPE_CHECKING:
     from ._instrumentor import ChatModelsInstrumentor
@@ -62,21 +65,13 @@ _LAZY = {
 
 
 def install() -> bool:
-    """Make chat calls report to `TelemetryObserver`; False when the call seam is missing."""
-    try:
-        from .._observe import set_observer  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return False
+    """Make chat calls report to `TelemetryObserver` (True: done)."""
     set_observer(TelemetryObserver())
     return True
 
 
 def uninstall() -> bool:
-    """Put the no-op observer back; False when the call seam is missing."""
-    try:
-        from .._observe import set_observer  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return False
+    """Put the no-op observer back (True: done)."""
     set_observer(None)
     return True
 

@@ -1,4 +1,5 @@
-"""The dependency-injection container that hands out the tracer, meter, logger and settings.
+"""The dependency-injection container: the tracer, meter and logger providers, the logger and
+the settings, and the observer built from them.
 
     container = (
         Container()
@@ -10,6 +11,9 @@
 
 Without providers, the container uses OpenTelemetry's global ones: no-ops until the
 application installs an SDK. OpenTelemetry is imported only when something resolves them.
+What the calls do with them is not here: `Runtime` (``_runtime``) resolves them for the hot
+path, and the observer (``_observer``, whose factory the package registers under
+`ObserverKey`) reports each call.
 """
 
 from __future__ import annotations
@@ -19,30 +23,27 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .._observe import telemetry_failed
 from ._logging import get_logger
+from ._otel_private import global_logger_provider
+from ._runtime import Runtime
 from ._settings import CONTENT_MODES, Level, Settings
 
 if TYPE_CHECKING:
-    from ._metrics import Metrics
+    from .._observe import CallObserver
 
 __all__ = [
-    "SCHEMA_URL",
-    "SCOPE",
     "Container",
     "LoggerProviderKey",
     "MeterProviderKey",
-    "Runtime",
+    "ObserverKey",
     "TracerProviderKey",
     "configure",
     "get_container",
     "set_container",
+    "set_default",
 ]
 
 T = TypeVar("T")
-
-SCOPE = "chatmodels"
-SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
 
 
 class TracerProviderKey:
@@ -57,129 +58,9 @@ class LoggerProviderKey:
     """Container key of the OpenTelemetry LoggerProvider (for the content event only)."""
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("chatmodels")
-    except Exception:  # not installed as a distribution (a source tree)
-        return "0"
-
-
-class Runtime:
-    """What the hot path needs, resolved once per container: settings, tracer, metrics, logger.
-
-    The flags (`off`, `tracing`, `debug`, `capture_content`) are the settings' answers, kept
-    as plain attributes; `statics` caches what calls with the same provider and model share.
-    `call_metrics` is `metrics` when it records (else None), for the per-call path;
-    `proxied` is true while the tracer or the meter is an API global proxy that may still be
-    idle: only then does a call need `live()`.
-    """
-
-    __slots__ = (
-        "_metrics_api",
-        "_trace_api",
-        "call_metrics",
-        "capture_content",
-        "content",
-        "content_events",
-        "debug",
-        "event_logger",
-        "logger",
-        "metrics",
-        "off",
-        "proxied",
-        "settings",
-        "statics",
-        "tracer",
-        "tracing",
-    )
-
-    def __init__(self, container: Container) -> None:
-        from ._metrics import NoOpMetrics, OTelMetrics
-
-        settings = self.settings = container.resolve(Settings)
-        self.logger: logging.Logger = container.resolve(logging.Logger)
-        self.off = settings.level is Level.OFF
-        self.tracing = settings.tracing
-        self.debug = settings.debug
-        self.capture_content = settings.capture_content and self.tracing
-        self.content_events = settings.capture_content_events and self.tracing
-        #: whether calls capture content at all (on spans, on events or both)
-        self.content = self.capture_content or self.content_events
-        self.event_logger: Any = None
-        self.statics: dict[tuple[Any, ...], Any] = {}
-        self.tracer: Any = None
-        self.metrics: Metrics = NoOpMetrics()
-        self.call_metrics: Metrics | None = None
-        self._trace_api: Any = None
-        self._metrics_api: Any = None
-        self.proxied = False
-        if self.off:
-            return
-        # A provider, meter or tracer that raises here costs its signal, never a call.
-        try:
-            meter_provider: Any = container.resolve(MeterProviderKey)
-            meter = meter_provider.get_meter(SCOPE, _version(), schema_url=SCHEMA_URL)
-            self.metrics = self.call_metrics = OTelMetrics(meter, on_drop=self._log_drop)
-            self._metrics_api = _api_behind_proxy(meter_provider)
-        except Exception as exc:
-            telemetry_failed(exc, "metrics setup")
-            self.metrics, self.call_metrics, self._metrics_api = NoOpMetrics(), None, None
-        if self.tracing:
-            try:
-                tracer_provider: Any = container.resolve(TracerProviderKey)
-                self.tracer = tracer_provider.get_tracer(SCOPE, _version(), schema_url=SCHEMA_URL)
-                self._trace_api = _api_behind_proxy(tracer_provider)
-            except Exception as exc:
-                telemetry_failed(exc, "tracer setup")
-                self.tracer = self._trace_api = None
-        if self.content_events:
-            try:
-                logger_provider: Any = container.resolve(LoggerProviderKey)
-                self.event_logger = logger_provider.get_logger(
-                    SCOPE, _version(), schema_url=SCHEMA_URL
-                )
-            except Exception as exc:
-                telemetry_failed(exc, "event logger setup")
-                self.event_logger = None
-                self.content_events = False
-        self.proxied = self._trace_api is not None or self._metrics_api is not None
-
-    # The API's global providers are proxies: until the application installs an SDK provider
-    # behind them, what they make goes nowhere, and a call need not pay for building it.
-
-    def tracer_idle(self) -> bool:
-        """Whether the tracer is the API's global proxy with no SDK provider installed yet."""
-        api = self._trace_api
-        return api is not None and api._TRACER_PROVIDER is None
-
-    def meter_idle(self) -> bool:
-        """Whether the meter is the API's global proxy with no SDK provider installed yet."""
-        api = self._metrics_api
-        return api is not None and api._METER_PROVIDER is None
-
-    def live(self) -> tuple[Any, Metrics | None]:
-        """The tracer and metrics a call should use now: None for an idle proxy's.
-
-        The API sets each global provider once, so once neither proxy is idle, none will be
-        again: `proxied` turns false and calls skip this check.
-        """
-        tracer_idle = self.tracer_idle()
-        meter_idle = self.meter_idle()
-        if not tracer_idle and not meter_idle:
-            self.proxied = False
-        return (None if tracer_idle else self.tracer), (None if meter_idle else self.call_metrics)
-
-    def _log_drop(self, count: int) -> None:
-        try:
-            self.logger.warning(
-                "chatmodels dropped %d metric values: the buffer filled between two collections",
-                count,
-                extra={"op": "telemetry", "code": "dropped"},
-            )
-        except Exception as exc:  # a raising handler: on the metric reader's thread
-            telemetry_failed(exc, "log")
+class ObserverKey:
+    """Container key of the call observer (a `CallObserver`) that models and registries given
+    the container report to; by default a `TelemetryObserver` of the container."""
 
 
 class Container:
@@ -195,7 +76,7 @@ class Container:
         self._instances: dict[type[Any], Any] = {}
         self._lock = threading.RLock()
         self._runtime: Runtime | None = None
-        self._observer: Any = None
+        self._observer: CallObserver | None = None
         self._explicit: set[type[Any]] = set()  # the keys given a singleton
         self._settings_args: dict[str, Any] = {}  # the level / capture_content `configure` set
         self._install_defaults()
@@ -247,7 +128,7 @@ class Container:
         with self._lock:
             if key in self._instances:
                 return cast(T, self._instances[key])
-            factory = self._factories.get(key)
+            factory = self._factories.get(key) or _DEFAULT_FACTORIES.get(key)
             if factory is None:
                 raise LookupError(f"nothing is registered for {key.__name__}")
             instance = factory(self)
@@ -310,14 +191,12 @@ class Container:
 
     # -- for the observer ----------------------------------------------------------------
 
-    def observer(self) -> Any:
-        """The `TelemetryObserver` of this container (one, built on first use): what a model
-        or registry given this container reports its calls to."""
+    def observer(self) -> CallObserver:
+        """The call observer of this container (one, built on first use by the factory of
+        `ObserverKey`): what a model or registry given this container reports its calls to."""
         observer = self._observer
         if observer is None:
-            from ._observer import TelemetryObserver
-
-            observer = self._observer = TelemetryObserver(self)
+            observer = self._observer = cast("CallObserver", self.resolve(ObserverKey))
         return observer
 
     def runtime(self) -> Runtime:
@@ -326,23 +205,15 @@ class Container:
         if runtime is None:
             with self._lock:
                 if self._runtime is None:
-                    self._runtime = Runtime(self)
+                    self._runtime = Runtime(
+                        self.resolve(Settings),
+                        self.resolve(logging.Logger),
+                        lambda: self.resolve(TracerProviderKey),
+                        lambda: self.resolve(MeterProviderKey),
+                        lambda: self.resolve(LoggerProviderKey),
+                    )
                 runtime = self._runtime
         return runtime
-
-
-def _api_behind_proxy(provider: Any) -> Any:
-    """The API module holding the global provider that `provider` stands in for, when
-    `provider` is the API's global proxy; else None (a real provider is never idle)."""
-    from opentelemetry import trace
-    from opentelemetry.metrics import _internal as metrics_api
-
-    if type(provider) is trace.ProxyTracerProvider and hasattr(trace, "_TRACER_PROVIDER"):
-        return trace
-    proxy = getattr(metrics_api, "_ProxyMeterProvider", None)
-    if type(provider) is proxy and hasattr(metrics_api, "_METER_PROVIDER"):
-        return metrics_api
-    return None
 
 
 def _global_tracer_provider(_: Container) -> Any:
@@ -358,9 +229,7 @@ def _global_meter_provider(_: Container) -> Any:
 
 
 def _global_logger_provider(_: Container) -> Any:
-    from opentelemetry import _logs
-
-    return _logs.get_logger_provider()
+    return global_logger_provider()
 
 
 def _env_settings(_: Container) -> Settings:
@@ -378,6 +247,12 @@ _DEFAULT_FACTORIES: dict[type[Any], Callable[[Container], Any]] = {
     MeterProviderKey: _global_meter_provider,
     LoggerProviderKey: _global_logger_provider,
 }
+
+
+def set_default(key: type[Any], factory: Callable[[Container], Any]) -> None:
+    """Make `factory` build `key` in every container without a registration of its own (the
+    package registers the observer's factory here: this module knows no observer)."""
+    _DEFAULT_FACTORIES[key] = factory
 
 
 _global: Container | None = None

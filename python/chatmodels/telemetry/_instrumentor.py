@@ -13,7 +13,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
+from .._observe import set_observer
 from ._container import configure
+from ._observer import TelemetryObserver
 from ._settings import Level
 
 __all__ = ["ChatModelsInstrumentor"]
@@ -38,12 +40,8 @@ class ChatModelsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             level=kwargs.get("level"),
             capture_content=kwargs.get("capture_content"),
         )
-        from . import install
-
-        install()
+        set_observer(TelemetryObserver())
 
     def _uninstrument(self, **kwargs: Any) -> None:
         configure(reset=True, level=Level.OFF)
-        from . import uninstall
-
-        uninstall()
+        set_observer(None)
