@@ -84,6 +84,8 @@ bench: build-dev  ## the benchmark tables (ratios measured in the same run)
 	$(PY) benches/bench_chat.py
 	$(PY) benches/bench_telemetry.py
 	$(PY) benches/bench_telemetry_cycles.py
+	$(PY) benches/bench_routes.py
+	$(PY) benches/bench_routes_cycles.py
 
 .PHONY: clean
 clean:  ## remove build outputs and virtual environments

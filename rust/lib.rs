@@ -37,6 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<routes::RouteState>()?;
     m.add_class::<routes::RouteAdmission>()?;
     m.add_class::<routes::RouteSnapshot>()?;
+    m.add_class::<routes::CallGate>()?;
     // An attribute, not an export: it stays out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.setattr("_make_immortal", wrap_pyfunction!(_make_immortal, m)?)?;

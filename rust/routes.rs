@@ -7,12 +7,19 @@
 //! call, no allocation beyond a log push), so a thread that blocks on it while attached to
 //! the interpreter cannot deadlock with the holder. `in_flight` and `latency` are mirrored in
 //! atomics and read without the lock, so choosing a deployment never waits behind a caller.
+//!
+//! A routed call makes two calls into this module on its usual path: `choose` (the strategy's
+//! order over the eligible deployments, then the first admission, in one call) and `finish`
+//! (the outcome, the actual tokens, the latency and the slot, in one call, answering whether
+//! the circuit opened or closed).
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
@@ -83,6 +90,64 @@ pub struct BreakerSettings {
     pub min_calls: u64,
     pub cooldown: f64,
     pub max_cooldown: f64,
+}
+
+/// How `choose` orders the eligible deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Declaration order.
+    Priority,
+    /// At random by weight (weighted sampling without replacement).
+    Weighted,
+    /// The fewest calls in flight first.
+    LeastBusy,
+    /// No latency sample first, then the lowest average; sometimes a random one first.
+    Latency,
+}
+
+/// The share of `Latency` choices that put a random deployment first (the twin's
+/// `LATENCY_EXPLORE`).
+pub const LATENCY_EXPLORE: f64 = 0.05;
+
+/// What `choose` knows of each deployment besides its state: the strategy, the weights, the
+/// capability bits it has and its declared context window (None: not declared).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub strategy: Strategy,
+    pub weights: Box<[f64]>,
+    pub masks: Box<[u64]>,
+    pub windows: Box<[Option<u64>]>,
+}
+
+impl Plan {
+    /// Priority over `n` deployments that each have every capability and no window.
+    pub fn plain(n: usize) -> Self {
+        Plan {
+            strategy: Strategy::Priority,
+            weights: vec![1.0; n].into(),
+            masks: vec![u64::MAX; n].into(),
+            windows: vec![None; n].into(),
+        }
+    }
+}
+
+/// What one `choose` asks for: the capability bits the call needs, its estimated tokens,
+/// the deployments it already tried, and the declared window a deployment must exceed
+/// (after a context_length_exceeded).
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub needs: u64,
+    pub est: u64,
+    pub tried: &'a [usize],
+    pub min_window: Option<u64>,
+}
+
+/// What `finish` did to the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None = 0,
+    Closed = 1,
+    Opened = 2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +316,11 @@ pub struct State {
     breaker: Option<BreakerSettings>,
     jitter: f64,
     rng: AtomicU64,
+    /// Replaced whole when a deployment's model is (its capabilities may change); read
+    /// without a lock or a shared counter.
+    plan: ArcSwap<Plan>,
+    /// The choosing draws (weighted keys, latency exploration), apart from the jitter's.
+    pick_rng: AtomicU64,
 }
 
 impl State {
@@ -261,12 +331,25 @@ impl State {
         jitter: f64,
         seed: Option<u64>,
     ) -> Self {
+        Self::with_plan(limits, breaker, jitter, seed, Plan::plain(limits.len()))
+    }
+
+    /// `new` with a plan for `choose` (one entry per deployment in each of its slices).
+    pub fn with_plan(
+        limits: &[Limits],
+        breaker: Option<BreakerSettings>,
+        jitter: f64,
+        seed: Option<u64>,
+        plan: Plan,
+    ) -> Self {
         let seed = seed.unwrap_or_else(|| RandomState::new().build_hasher().finish());
         State {
             deployments: limits.iter().map(|&l| Deployment::new(l)).collect(),
             breaker,
             jitter,
             rng: AtomicU64::new(seed),
+            plan: ArcSwap::from_pointee(plan),
+            pick_rng: AtomicU64::new(seed ^ 0x6A09_E667_F3BC_C909),
         }
     }
 
@@ -280,14 +363,79 @@ impl State {
 
     /// The next splitmix64 draw as a float in [0, 1), the twin's `_unit`.
     fn unit(&self) -> f64 {
-        let state = self
-            .rng
-            .fetch_add(GOLDEN, Ordering::Relaxed)
-            .wrapping_add(GOLDEN);
-        let mut z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        splitmix(&self.rng)
+    }
+
+    /// Replace the plan (`plan` must have one entry per deployment).
+    pub fn set_plan(&self, plan: Plan) {
+        self.plan.store(Arc::new(plan));
+    }
+
+    /// Whether deployment `i` may take the call `ask` describes (its state aside).
+    fn eligible(plan: &Plan, i: usize, ask: &Ask<'_>) -> bool {
+        if plan.masks[i] & ask.needs != ask.needs || ask.tried.contains(&i) {
+            return false;
+        }
+        let window = plan.windows[i];
+        if window.is_some_and(|w| w < ask.est) {
+            return false;
+        }
+        match ask.min_window {
+            None => true,
+            Some(floor) => window.is_some_and(|w| w > floor),
+        }
+    }
+
+    /// The eligible deployments of `ask` in the strategy's order, then `acquire_first` over
+    /// them, in one call (see `acquire_first` for the refusal).
+    pub fn choose(&self, now: f64, ask: &Ask<'_>) -> Admission {
+        let n = self.deployments.len();
+        let plan = self.plan.load();
+        if plan.strategy == Strategy::Priority {
+            let mut refusals = Refusals::default();
+            for i in 0..n {
+                if Self::eligible(&plan, i, ask) {
+                    let answer = self.try_acquire(i, now, ask.est);
+                    if answer.reason == Reason::Admitted {
+                        return answer;
+                    }
+                    refusals.note(answer);
+                }
+            }
+            return refusals.answer();
+        }
+        let mut keyed: Vec<(f64, usize)> = Vec::with_capacity(n);
+        for i in 0..n {
+            if !Self::eligible(&plan, i, ask) {
+                continue;
+            }
+            let key = match plan.strategy {
+                // Efraimidis-Spirakis keys u^(1/w), largest first: negated to sort ascending.
+                Strategy::Weighted => -splitmix(&self.pick_rng).powf(1.0 / plan.weights[i]),
+                Strategy::LeastBusy => self.in_flight(i) as f64,
+                // No sample yet sorts first.
+                _ => self.latency(i).unwrap_or(f64::NEG_INFINITY),
+            };
+            keyed.push((key, i));
+        }
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if plan.strategy == Strategy::Latency
+            && keyed.len() > 1
+            && splitmix(&self.pick_rng) < LATENCY_EXPLORE
+        {
+            let at = (splitmix(&self.pick_rng) * keyed.len() as f64) as usize;
+            let picked = keyed.remove(at.min(keyed.len() - 1));
+            keyed.insert(0, picked);
+        }
+        let mut refusals = Refusals::default();
+        for &(_, i) in &keyed {
+            let answer = self.try_acquire(i, now, ask.est);
+            if answer.reason == Reason::Admitted {
+                return answer;
+            }
+            refusals.note(answer);
+        }
+        refusals.answer()
     }
 
     /// Take a request, `est` tokens and a slot of deployment `index` (in range), or nothing.
@@ -346,32 +494,19 @@ impl State {
     /// `try_acquire` on each of `order` (all in range) in turn: the first admission, else
     /// the rate-limited refusal with the shortest wait, else the first refusal.
     pub fn acquire_first(&self, order: &[usize], now: f64, est: u64) -> Admission {
-        let mut first: Option<Admission> = None;
-        let mut best: Option<Admission> = None;
+        let mut refusals = Refusals::default();
         for &index in order {
             let answer = self.try_acquire(index, now, est);
             if answer.reason == Reason::Admitted {
                 return answer;
             }
-            first.get_or_insert(answer);
-            let shorter = match best {
-                None => true,
-                Some(b) => answer.wait.unwrap_or(0.0) < b.wait.unwrap_or(0.0),
-            };
-            if matches!(answer.reason, Reason::Rpm | Reason::Tpm) && shorter {
-                best = Some(answer);
-            }
+            refusals.note(answer);
         }
-        best.or(first).unwrap_or(Admission {
-            reason: Reason::CircuitOpen,
-            index: -1,
-            ticket: -1,
-            wait: None,
-            trial: false,
-        })
+        refusals.answer()
     }
 
-    /// End the admitted call `ticket` (None: not a ticket this state issued) of `index`.
+    /// End the admitted call `ticket` (None: not a ticket this state issued) of `index`;
+    /// what it did to the circuit.
     #[allow(clippy::too_many_arguments)]
     pub fn release(
         &self,
@@ -382,9 +517,10 @@ impl State {
         actual: Option<u64>,
         latency: Option<f64>,
         retry_after: Option<f64>,
-    ) {
+    ) -> Transition {
         let d = &self.deployments[index];
         let mut inner = d.lock();
+        let before = inner.state;
         let now = inner.advance(now);
         inner.in_flight = inner.in_flight.saturating_sub(1);
         d.in_flight.store(inner.in_flight, Ordering::Relaxed);
@@ -407,6 +543,12 @@ impl State {
         }
         if let Some(settings) = self.breaker {
             self.record(&mut inner, &settings, ticket, now, outcome, retry_after);
+        }
+        match (before, inner.state) {
+            (Circuit::Open, _) => Transition::None,
+            (_, Circuit::Open) => Transition::Opened,
+            (Circuit::HalfOpen, Circuit::Closed) => Transition::Closed,
+            _ => Transition::None,
         }
     }
 
@@ -519,6 +661,46 @@ impl State {
     }
 }
 
+/// The next splitmix64 draw of `rng` as a float in [0, 1).
+fn splitmix(rng: &AtomicU64) -> f64 {
+    let state = rng.fetch_add(GOLDEN, Ordering::Relaxed).wrapping_add(GOLDEN);
+    let mut z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// The refusals of an acquisition over several deployments: the answer is the rate-limited
+/// one with the shortest wait, else the first, else (no candidate) CircuitOpen at index -1.
+#[derive(Default)]
+struct Refusals {
+    first: Option<Admission>,
+    best: Option<Admission>,
+}
+
+impl Refusals {
+    fn note(&mut self, answer: Admission) {
+        self.first.get_or_insert(answer);
+        let shorter = match self.best {
+            None => true,
+            Some(b) => answer.wait.unwrap_or(0.0) < b.wait.unwrap_or(0.0),
+        };
+        if matches!(answer.reason, Reason::Rpm | Reason::Tpm) && shorter {
+            self.best = Some(answer);
+        }
+    }
+
+    fn answer(self) -> Admission {
+        self.best.or(self.first).unwrap_or(Admission {
+            reason: Reason::CircuitOpen,
+            index: -1,
+            ticket: -1,
+            wait: None,
+            trial: false,
+        })
+    }
+}
+
 /// The answer of `RouteState.try_acquire`.
 #[pyclass(frozen, name = "RouteAdmission", module = "chatmodels._core")]
 pub struct RouteAdmission(Admission);
@@ -624,6 +806,64 @@ impl RouteSnapshot {
 
 type LimitRow = (Option<i64>, Option<i64>, Option<i64>);
 type BreakerRow = (i64, f64, f64, i64, f64, f64);
+type PlanRow = (String, Vec<f64>, Vec<u64>, Vec<Option<i64>>);
+
+fn plan(row: Option<PlanRow>, n: usize) -> PyResult<Plan> {
+    let Some((strategy, weights, masks, windows)) = row else {
+        return Ok(Plan::plain(n));
+    };
+    let strategy = match strategy.as_str() {
+        "priority" => Strategy::Priority,
+        "weighted" => Strategy::Weighted,
+        "least_busy" => Strategy::LeastBusy,
+        "latency" => Strategy::Latency,
+        _ => {
+            return Err(PyValueError::new_err(
+                "strategy must be priority, weighted, least_busy or latency",
+            ))
+        }
+    };
+    if weights.len() != n || masks.len() != n || windows.len() != n {
+        return Err(PyValueError::new_err(
+            "the plan needs one weight, mask and window per deployment",
+        ));
+    }
+    if weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+        return Err(PyValueError::new_err("weights must be positive and finite"));
+    }
+    let windows = windows
+        .into_iter()
+        .map(|w| limit(w, "a context window"))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Plan {
+        strategy,
+        weights: weights.into(),
+        masks: masks.into(),
+        windows: windows.into(),
+    })
+}
+
+fn outcome_of(outcome: i64) -> PyResult<Outcome> {
+    match outcome {
+        0 => Ok(Outcome::Success),
+        1 => Ok(Outcome::Failure),
+        2 => Ok(Outcome::NotCounted),
+        _ => Err(PyValueError::new_err(
+            "outcome must be 0 (success), 1 (failure) or 2 (not counted)",
+        )),
+    }
+}
+
+fn tokens_of(actual_tokens: Option<i64>) -> PyResult<Option<u64>> {
+    actual_tokens
+        .map(u64::try_from)
+        .transpose()
+        .map_err(|_| PyValueError::new_err("actual_tokens must be None or >= 0"))
+}
+
+fn estimate(est_tokens: i64) -> PyResult<u64> {
+    u64::try_from(est_tokens).map_err(|_| PyValueError::new_err("est_tokens must be >= 0"))
+}
 
 fn limit(value: Option<i64>, what: &str) -> PyResult<Option<u64>> {
     match value {
@@ -668,12 +908,13 @@ impl RouteState {
 #[pymethods]
 impl RouteState {
     #[new]
-    #[pyo3(signature = (limits, breaker = None, jitter = 0.1, seed = None))]
+    #[pyo3(signature = (limits, breaker = None, jitter = 0.1, seed = None, plan = None))]
     fn new(
         limits: Vec<LimitRow>,
         breaker: Option<BreakerRow>,
         jitter: f64,
         seed: Option<u64>,
+        plan: Option<PlanRow>,
     ) -> PyResult<Self> {
         let limits = limits
             .into_iter()
@@ -717,7 +958,10 @@ impl RouteState {
         if !(0.0..1.0).contains(&jitter) {
             return Err(PyValueError::new_err("jitter must be in [0, 1)"));
         }
-        Ok(RouteState(State::new(&limits, breaker, jitter, seed)))
+        let plan = self::plan(plan, limits.len())?;
+        Ok(RouteState(State::with_plan(
+            &limits, breaker, jitter, seed, plan,
+        )))
     }
 
     fn __len__(&self) -> usize {
@@ -727,9 +971,7 @@ impl RouteState {
     fn try_acquire(&self, index: i64, now: f64, est_tokens: i64) -> PyResult<RouteAdmission> {
         let index = self.index(index)?;
         let now = time(now)?;
-        let est = u64::try_from(est_tokens)
-            .map_err(|_| PyValueError::new_err("est_tokens must be >= 0"))?;
-        Ok(RouteAdmission(self.0.try_acquire(index, now, est)))
+        Ok(RouteAdmission(self.0.try_acquire(index, now, estimate(est_tokens)?)))
     }
 
     fn acquire_first(
@@ -743,9 +985,66 @@ impl RouteState {
             .map(|i| self.index(i))
             .collect::<PyResult<Vec<_>>>()?;
         let now = time(now)?;
-        let est = u64::try_from(est_tokens)
-            .map_err(|_| PyValueError::new_err("est_tokens must be >= 0"))?;
-        Ok(RouteAdmission(self.0.acquire_first(&order, now, est)))
+        Ok(RouteAdmission(self.0.acquire_first(
+            &order,
+            now,
+            estimate(est_tokens)?,
+        )))
+    }
+
+    /// Replace the plan `choose` orders by (a `Plan.row()`).
+    fn set_plan(&self, plan: PlanRow) -> PyResult<()> {
+        self.0.set_plan(self::plan(Some(plan), self.0.len())?);
+        Ok(())
+    }
+
+    /// The strategy's choice among the eligible deployments, admitted, in one call.
+    #[pyo3(signature = (now, est_tokens, needs = 0, tried = Vec::new(), min_window = None))]
+    fn choose(
+        &self,
+        now: f64,
+        est_tokens: i64,
+        needs: u64,
+        tried: Vec<i64>,
+        min_window: Option<i64>,
+    ) -> PyResult<RouteAdmission> {
+        let tried = tried
+            .into_iter()
+            .map(|i| self.index(i))
+            .collect::<PyResult<Vec<_>>>()?;
+        let now = time(now)?;
+        let ask = Ask {
+            needs,
+            est: estimate(est_tokens)?,
+            tried: &tried,
+            min_window: min_window.map(|w| w.max(0) as u64),
+        };
+        Ok(RouteAdmission(self.0.choose(now, &ask)))
+    }
+
+    /// `release` of an admission; 1 when it closed the circuit, 2 when it opened it, else 0.
+    #[pyo3(signature = (admission, now, outcome, actual_tokens = None, latency = None, retry_after = None))]
+    fn finish(
+        &self,
+        admission: &Bound<'_, RouteAdmission>,
+        now: f64,
+        outcome: i64,
+        actual_tokens: Option<i64>,
+        latency: Option<f64>,
+        retry_after: Option<f64>,
+    ) -> PyResult<u8> {
+        let a = admission.get().0;
+        let index = self.index(a.index)?;
+        let transition = self.0.release(
+            index,
+            u64::try_from(a.ticket).ok(),
+            time(now)?,
+            outcome_of(outcome)?,
+            tokens_of(actual_tokens)?,
+            seconds(latency, "latency")?,
+            seconds(retry_after, "retry_after")?,
+        );
+        Ok(transition as u8)
     }
 
     #[pyo3(signature = (index, ticket, now, outcome, actual_tokens = None, latency = None, retry_after = None))]
@@ -762,20 +1061,8 @@ impl RouteState {
     ) -> PyResult<()> {
         let index = self.index(index)?;
         let now = time(now)?;
-        let outcome = match outcome {
-            0 => Outcome::Success,
-            1 => Outcome::Failure,
-            2 => Outcome::NotCounted,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "outcome must be 0 (success), 1 (failure) or 2 (not counted)",
-                ))
-            }
-        };
-        let actual = actual_tokens
-            .map(u64::try_from)
-            .transpose()
-            .map_err(|_| PyValueError::new_err("actual_tokens must be None or >= 0"))?;
+        let outcome = outcome_of(outcome)?;
+        let actual = tokens_of(actual_tokens)?;
         let latency = seconds(latency, "latency")?;
         let retry_after = seconds(retry_after, "retry_after")?;
         let ticket = u64::try_from(ticket).ok();
@@ -798,6 +1085,92 @@ impl RouteState {
     }
 }
 
+/// The retired flag of a `CallGate`'s word (the rest counts calls in flight).
+const RETIRED: u64 = 1 << 63;
+
+/// A route's calls in flight and whether it is retired, in one atomic word: a call counts
+/// itself in (`enter`, refused once retired) and out (`exit`), and exactly one of `retire`
+/// and the last `exit` after it answers True, the one that closes the route's models.
+#[pyclass(frozen, name = "CallGate", module = "chatmodels._core")]
+#[derive(Default)]
+pub struct CallGate(AtomicU64);
+
+impl CallGate {
+    pub fn enter(&self) -> bool {
+        let mut word = self.0.load(Ordering::Acquire);
+        loop {
+            if word & RETIRED != 0 {
+                return false;
+            }
+            match self
+                .0
+                .compare_exchange_weak(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    pub fn exit(&self) -> bool {
+        let mut word = self.0.load(Ordering::Acquire);
+        loop {
+            if word & !RETIRED == 0 {
+                return false; // no call to count out
+            }
+            match self
+                .0
+                .compare_exchange_weak(word, word - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return word == RETIRED | 1,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    pub fn retire(&self) -> bool {
+        self.0.fetch_or(RETIRED, Ordering::AcqRel) == 0
+    }
+}
+
+#[pymethods]
+impl CallGate {
+    #[new]
+    fn py_new() -> Self {
+        CallGate::default()
+    }
+
+    /// Count a call in; False once retired (nothing counted).
+    #[pyo3(name = "enter")]
+    fn py_enter(&self) -> bool {
+        self.enter()
+    }
+
+    /// Count a call out; True for the last call out of a retired gate.
+    #[pyo3(name = "exit")]
+    fn py_exit(&self) -> bool {
+        self.exit()
+    }
+
+    /// Refuse calls from now on; True when this retired it with no call in flight.
+    #[pyo3(name = "retire")]
+    fn py_retire(&self) -> bool {
+        self.retire()
+    }
+
+    /// Calls in flight.
+    #[getter]
+    fn active(&self) -> u64 {
+        self.0.load(Ordering::Acquire) & !RETIRED
+    }
+
+    /// Whether `retire` was called.
+    #[getter]
+    fn retired(&self) -> bool {
+        self.0.load(Ordering::Acquire) & RETIRED != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,6 +1183,20 @@ mod tests {
         cooldown: 10.0,
         max_cooldown: 25.0,
     };
+
+    #[test]
+    fn a_gate_closes_once_after_its_last_call() {
+        let gate = CallGate::default();
+        assert!(gate.enter() && gate.enter());
+        assert!(!gate.retire()); // two in flight
+        assert!(!gate.enter()); // retired: refused
+        assert!(!gate.exit());
+        assert!(gate.exit()); // the last one out
+        assert!(!gate.exit()); // nothing left to count out
+        let idle = CallGate::default();
+        assert!(idle.retire());
+        assert!(!idle.retire());
+    }
 
     #[test]
     fn rpm_is_a_sliding_window() {

@@ -13,7 +13,14 @@ atomic reads for `in_flight` and `latency`. A Rust panic in the table is raised 
 from collections.abc import Sequence
 from typing import Any, Literal, final
 
-__all__ = ["MetricAggregator", "RegistryTable", "RouteAdmission", "RouteSnapshot", "RouteState"]
+__all__ = [
+    "CallGate",
+    "MetricAggregator",
+    "RegistryTable",
+    "RouteAdmission",
+    "RouteSnapshot",
+    "RouteState",
+]
 
 @final
 class RegistryTable:
@@ -157,8 +164,33 @@ class RouteState:
         breaker: tuple[int, float, float, int, float, float] | None = None,
         jitter: float = 0.1,
         seed: int | None = None,
+        plan: tuple[str, list[float], list[int], list[int | None]] | None = None,
     ) -> RouteState: ...
     def __len__(self) -> int: ...
+    def set_plan(self, plan: tuple[str, list[float], list[int], list[int | None]]) -> None:
+        """Replace the plan `choose` orders by (a `Plan.row()`)."""
+
+    def choose(
+        self,
+        now: float,
+        est_tokens: int,
+        needs: int = 0,
+        tried: Sequence[int] = ...,
+        min_window: int | None = None,
+    ) -> RouteAdmission:
+        """The strategy's choice among the eligible deployments, admitted, in one call."""
+
+    def finish(
+        self,
+        admission: RouteAdmission,
+        now: float,
+        outcome: int,
+        actual_tokens: int | None = None,
+        latency: float | None = None,
+        retry_after: float | None = None,
+    ) -> int:
+        """`release` of an admission; 1 when it closed the circuit, 2 when it opened it, else 0."""
+
     def try_acquire(self, index: int, now: float, est_tokens: int) -> RouteAdmission:
         """Take a request, `est_tokens` tokens and a slot of deployment `index`, or nothing."""
 
@@ -185,6 +217,29 @@ class RouteState:
 
     def snapshot(self, index: int, now: float) -> RouteSnapshot:
         """The state of deployment `index` at `now`."""
+
+@final
+class CallGate:
+    """A route's calls in flight and whether it is retired, in one atomic word; the twin of
+    `chatmodels._routes._pystate.CallGate`."""
+
+    def __new__(cls) -> CallGate: ...
+    def enter(self) -> bool:
+        """Count a call in; False once retired (nothing counted)."""
+
+    def exit(self) -> bool:
+        """Count a call out; True for the last call out of a retired gate."""
+
+    def retire(self) -> bool:
+        """Refuse calls from now on; True when this retired it with no call in flight."""
+
+    @property
+    def active(self) -> int:
+        """Calls in flight."""
+
+    @property
+    def retired(self) -> bool:
+        """Whether `retire` was called."""
 
 def _make_immortal(obj: object) -> bool:
     """Mark a process-lifetime object immortal on free-threaded CPython (no-op, False, with

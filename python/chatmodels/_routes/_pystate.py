@@ -3,6 +3,9 @@
 Same API, results and errors as `chatmodels._core.RouteState`; the rules are in
 `chatmodels._routes._state`. Each deployment's state sits behind its own lock, held only for
 the few operations of one decision; `in_flight` and `latency` read a field without it.
+`choose` orders by the route's `Plan` (`Plan.order`, shared with `OrderedChooser`) and
+admits through `acquire_first`. The weighted keys and the latency exploration draw from
+`random`, not from the seeded generator of the jitter.
 """
 
 from __future__ import annotations
@@ -14,10 +17,20 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._state import LATENCY_ALPHA, WINDOW, BreakerTuple, Outcome, Reason
+from ._state import (
+    LATENCY_ALPHA,
+    STRATEGIES,
+    WINDOW,
+    BreakerTuple,
+    Outcome,
+    Plan,
+    PlanRow,
+    Reason,
+    Transition,
+)
 from ._types import CircuitState
 
-__all__ = ["RouteAdmission", "RouteSnapshot", "RouteState"]
+__all__ = ["CallGate", "RouteAdmission", "RouteSnapshot", "RouteState"]
 
 _CLOSED, _OPEN, _HALF_OPEN = 0, 1, 2
 _NAMES: tuple[CircuitState, ...] = ("closed", "open", "half_open")
@@ -31,6 +44,7 @@ _TPM = int(Reason.TPM)
 _SUCCESS = int(Outcome.SUCCESS)
 _FAILURE = int(Outcome.FAILURE)
 _NOT_COUNTED = int(Outcome.NOT_COUNTED)
+_NONE, _CLOSED_NOW, _OPENED = int(Transition.NONE), int(Transition.CLOSED), int(Transition.OPENED)
 
 
 class RouteAdmission:
@@ -71,6 +85,53 @@ class RouteSnapshot:
     latency: float | None
 
 
+class CallGate:
+    """A route's calls in flight and whether it is retired (the twin of
+    `chatmodels._core.CallGate`): exactly one of `retire` and the last `exit` after it
+    answers True, the one that closes the route's models."""
+
+    __slots__ = ("_active", "_lock", "_retired")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._retired = False
+
+    def enter(self) -> bool:
+        """Count a call in; False once retired (nothing counted)."""
+        with self._lock:
+            if self._retired:
+                return False
+            self._active += 1
+            return True
+
+    def exit(self) -> bool:
+        """Count a call out; True for the last call out of a retired gate."""
+        with self._lock:
+            if not self._active:
+                return False  # no call to count out
+            self._active -= 1
+            return self._retired and not self._active
+
+    def retire(self) -> bool:
+        """Refuse calls from now on; True when this retired it with no call in flight."""
+        with self._lock:
+            if self._retired:
+                return False
+            self._retired = True
+            return not self._active
+
+    @property
+    def active(self) -> int:
+        """Calls in flight."""
+        return self._active
+
+    @property
+    def retired(self) -> bool:
+        """Whether `retire` was called."""
+        return self._retired
+
+
 def _limit(value: object, what: str) -> int | None:
     if value is None:
         return None
@@ -91,6 +152,23 @@ def _seconds(value: float | None, what: str) -> float | None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{what} must be None or a finite number >= 0")
     return float(value)
+
+
+def _plan(row: PlanRow | None, n: int) -> Plan:
+    if row is None:
+        return Plan("priority", [1.0] * n, [-1] * n, [None] * n)
+    strategy, weights, masks, windows = row
+    if strategy not in STRATEGIES:
+        raise ValueError("strategy must be priority, weighted, least_busy or latency")
+    if not len(weights) == len(masks) == len(windows) == n:
+        raise ValueError("the plan needs one weight, mask and window per deployment")
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError("weights must be positive and finite")
+    if any(m < 0 or m >> 64 for m in masks):
+        raise OverflowError("a capability mask must be in [0, 2**64)")
+    for window in windows:
+        _limit(window, "a context window")
+    return Plan(strategy, [float(w) for w in weights], masks, windows)
 
 
 class _Deployment:
@@ -180,6 +258,8 @@ class RouteState:
             None for no circuit breaking.
         jitter: the largest fraction, in [0, 1), by which a doubled cooldown is shortened.
         seed: the jitter generator's seed in [0, 2**64) (None: random).
+        plan: `Plan.row()` of the route's plan, for `choose` (None: priority over every
+            deployment, each having every capability and no window).
     """
 
     def __init__(
@@ -188,6 +268,7 @@ class RouteState:
         breaker: BreakerTuple | None = None,
         jitter: float = 0.1,
         seed: int | None = None,
+        plan: PlanRow | None = None,
     ) -> None:
         deployments = []
         for rpm, tpm, cap in limits:
@@ -210,6 +291,7 @@ class RouteState:
         elif not 0 <= seed <= _MASK:
             raise OverflowError("seed must be in [0, 2**64)")
         self._deployments = deployments
+        self._plan = _plan(plan, len(deployments))
         self._breaker = breaker
         self._jitter = float(jitter)
         self._rng = seed
@@ -292,6 +374,41 @@ class RouteState:
             return first
         return RouteAdmission(_CIRCUIT_OPEN, -1, -1, None, False)
 
+    def set_plan(self, plan: PlanRow) -> None:
+        """Replace the plan `choose` orders by (a `Plan.row()`)."""
+        self._plan = _plan(plan, len(self._deployments))
+
+    def choose(
+        self,
+        now: float,
+        est_tokens: int,
+        needs: int = 0,
+        tried: Sequence[int] = (),
+        min_window: int | None = None,
+    ) -> RouteAdmission:
+        """The strategy's choice among the eligible deployments, admitted, in one call."""
+        for index in tried:
+            self._deployment(index)
+        now = _time(now)
+        if est_tokens < 0:
+            raise ValueError("est_tokens must be >= 0")
+        order = self._plan.order(self, needs, est_tokens, tried, min_window)
+        return self.acquire_first(order, now, est_tokens)
+
+    def finish(
+        self,
+        admission: RouteAdmission,
+        now: float,
+        outcome: int,
+        actual_tokens: int | None = None,
+        latency: float | None = None,
+        retry_after: float | None = None,
+    ) -> int:
+        """`release` of an admission; 1 when it closed the circuit, 2 when it opened it, else 0."""
+        return self._release(
+            admission.index, admission.ticket, now, outcome, actual_tokens, latency, retry_after
+        )
+
     def release(
         self,
         index: int,
@@ -303,6 +420,18 @@ class RouteState:
         retry_after: float | None = None,
     ) -> None:
         """End the admitted call `ticket` of deployment `index` with an `Outcome`."""
+        self._release(index, ticket, now, outcome, actual_tokens, latency, retry_after)
+
+    def _release(
+        self,
+        index: int,
+        ticket: int,
+        now: float,
+        outcome: int,
+        actual_tokens: int | None,
+        latency: float | None,
+        retry_after: float | None,
+    ) -> int:
         d = self._deployment(index)
         now = _time(now)
         if outcome not in (_SUCCESS, _FAILURE, _NOT_COUNTED):
@@ -327,8 +456,15 @@ class RouteState:
             if outcome == _SUCCESS and latency is not None:
                 avg = d.latency
                 d.latency = latency if avg is None else avg + LATENCY_ALPHA * (latency - avg)
+            before = d.state
             if self._breaker is not None:
                 self._record(d, ticket, now, outcome, retry_after)
+            after = d.state
+        if before in (_OPEN, after):
+            return _NONE
+        if after == _OPEN:
+            return _OPENED
+        return _CLOSED_NOW if before == _HALF_OPEN and after == _CLOSED else _NONE
 
     def _record(
         self, d: _Deployment, ticket: int, now: float, outcome: int, retry_after: float | None

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import (
     ChatModelError,
@@ -26,7 +26,17 @@ from .._errors import (
 )
 from .._metadata import Capability, ProviderMetadata, ProviderOptions, capability_mask
 from ._deployment import Deployment
-from ._state import Limits, RouteState, new_route_state
+from ._state import (
+    STRATEGIES,
+    Chooser,
+    Limits,
+    OrderedChooser,
+    Plan,
+    RouteState,
+    Strategy,
+    new_call_gate,
+    new_route_state,
+)
 from ._types import DEFAULT_BREAKER, Breaker
 
 if TYPE_CHECKING:
@@ -47,8 +57,6 @@ __all__ = [
     "retire_entry",
 ]
 
-Strategy = Literal["priority", "weighted", "least_busy", "latency"]
-STRATEGIES: tuple[Strategy, ...] = ("priority", "weighted", "least_busy", "latency")
 
 DEFAULT_FAILOVER = frozenset(
     {
@@ -89,6 +97,7 @@ class Route:
         max_wait: float,
         clock: Callable[[], float],
         state: RouteState,
+        chooser: Chooser,
         models: tuple[ChatModel, ...],
         entries: tuple[object, ...],
         metadata: ProviderMetadata,
@@ -103,16 +112,15 @@ class Route:
         self.max_wait = max_wait
         self.clock = clock
         self.state = state
+        self.chooser = chooser
+        # A routed call's decision and outcome: one call each into the state (bound once).
+        self.choose = chooser.choose
+        self.finish = chooser.finish
         self.models = models
         self.metadata = metadata
         self._entries = entries
-        self.indices = tuple(range(len(deployments)))
         self.masks = tuple(capability_mask(m.metadata.capabilities) for m in models)
-        self.common_mask = capability_mask(metadata.capabilities)
         self.windows = tuple(d.context_window for d in deployments)
-        # No declared context windows: eligibility is the capabilities alone.
-        self.plain = all(w is None for w in self.windows)
-        self.weights = tuple(float(d.weight) for d in deployments)
         # Each attempt gets what is left of the call's deadline, and at most the deployment's
         # own request timeout (its `timeout` option), so a hanging deployment leaves time to
         # fail over.
@@ -121,8 +129,10 @@ class Route:
         # replaced provider entry is picked up at the next call after a write).
         self.version = registry.version
         self._lock = threading.Lock()
-        self._active = 0
-        self._retired = False
+        self._gate = new_call_gate(registry.backend)
+        # A routed call counts itself in and out (bound once: one call each into the gate).
+        self.enter = self._gate.enter
+        self.leave = self._gate.exit
         self._successor: Route | None = None
         self._closed = False
 
@@ -138,44 +148,40 @@ class Route:
 
     # -- calls in flight, and draining ------------------------------------------------------
 
-    def enter(self) -> bool:
-        """Count a call starting on this route; False once it is retired (look it up again)."""
-        with self._lock:
-            if self._retired:
-                return False
-            self._active += 1
-            return True
+    enter: Callable[[], bool]
+    """Count a call starting on this route; False once it is retired (look it up again)."""
+
+    leave: Callable[[], bool]
+    """Count a call ending; True for the last call of a retired route (call `drained`)."""
 
     def exit(self) -> None:
         """Count a call ending; the last call of a retired route closes its models."""
-        lock = self._lock
-        lock.acquire()
-        self._active -= 1
-        last = self._retired and not self._active
-        lock.release()
-        if last:
+        if self.leave():
             self._close_models()
+
+    def drained(self) -> None:
+        """The last call of this retired route ended: close its models."""
+        self._close_models()
 
     def retire(self, successor: Route | None = None) -> None:
         """Stop taking calls; close the models `successor` does not reuse once drained."""
         with self._lock:
-            if self._retired:
+            if self._gate.retired:
                 return
-            self._retired = True
             self._successor = successor
-            idle = self._active == 0
+            idle = self._gate.retire()
         if idle:
             self._close_models()
 
     @property
     def retired(self) -> bool:
         """Whether the route was replaced or unregistered."""
-        return self._retired
+        return self._gate.retired
 
     @property
     def in_flight(self) -> int:
         """Calls running on this route."""
-        return self._active
+        return self._gate.active
 
     def _close_models(self) -> None:
         with self._lock:
@@ -200,7 +206,7 @@ class Route:
         """
         registry = self.registry
         with _routes_lock(registry):
-            if self._retired:
+            if self._gate.retired:
                 return self
             version = registry.version
             changed = []
@@ -232,6 +238,8 @@ class Route:
                 )
                 self.version = version  # keep serving with the models it has
                 return self
+            plan = _plan(self.strategy, self.deployments, models)
+            chooser = _chooser(self.state, plan, shared=self.state_source is not None)
             successor = Route(
                 registry,
                 self.name,
@@ -243,6 +251,7 @@ class Route:
                 max_wait=self.max_wait,
                 clock=self.clock,
                 state=self.state,
+                chooser=chooser,
                 models=tuple(models),
                 entries=tuple(entries),
                 metadata=self.metadata,
@@ -289,6 +298,25 @@ def _route_of(registry: ProviderRegistry, name: str) -> Route | None:
         return None
     creator = entry.make
     return creator if isinstance(creator, Route) else None
+
+
+def _plan(
+    strategy: Strategy, deployments: Sequence[Deployment], models: Sequence[ChatModel]
+) -> Plan:
+    return Plan(
+        strategy,
+        [float(d.weight) for d in deployments],
+        [capability_mask(m.metadata.capabilities) for m in models],
+        [d.context_window for d in deployments],
+    )
+
+
+def _chooser(state: RouteState, plan: Plan, *, shared: bool) -> Chooser:
+    """The in-process `state` itself, given `plan`; `OrderedChooser` over a shared store's."""
+    if shared:
+        return OrderedChooser(state, plan)
+    state.set_plan(plan.row())  # type: ignore[attr-defined]
+    return cast("Chooser", state)
 
 
 def _entry(route: Route) -> Any:
@@ -496,10 +524,13 @@ def build_route(
             raise
         metadata = _route_metadata(name, models, chosen)
         limits = [Limits(d.rpm, d.tpm, d.max_concurrency) for d in deployments]
+        plan = _plan(chosen, deployments, models)
         if state is None:
-            route_state = new_route_state(limits, breaker, backend=registry.backend)
+            route_state = new_route_state(limits, breaker, backend=registry.backend, plan=plan)
+            chooser = cast("Chooser", route_state)
         else:
             route_state = state.route_state(name, models, limits, breaker, backend=registry.backend)
+            chooser = OrderedChooser(route_state, plan)
         route = Route(
             registry,
             name,
@@ -511,6 +542,7 @@ def build_route(
             max_wait=wait,
             clock=clock,
             state=route_state,
+            chooser=chooser,
             models=tuple(models),
             entries=tuple(entries),
             metadata=metadata,
