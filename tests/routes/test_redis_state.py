@@ -336,6 +336,7 @@ def drive(server: RedisServer, ops: list[Any]) -> None:
             index, ticket = held.pop(pick % len(held))
             latency = 0.1 if outcome == 0 else None
             redis_state.release(index, ticket, 0.0, outcome, tokens, latency, retry)
+            redis_state.flush()  # the write is queued: send it, so the twin gets its time
             twin.release(index, ticket, redis_state.clock, outcome, tokens, latency, retry)
         else:
             time.sleep(op[1])
