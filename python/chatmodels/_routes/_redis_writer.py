@@ -88,6 +88,7 @@ class Writer:
         self.pending = 0
         self.dropped = 0
         self.busy = 0  # batches on the wire
+        self.flushing = 0  # callers of `flush` waiting
         self.stopping = False
         self.thread: threading.Thread | None = None
 
@@ -129,12 +130,16 @@ class Writer:
         """Wait until every write queued so far is sent; False when `timeout` ran out."""
         deadline = time.monotonic() + timeout
         with self.cond:
+            self.flushing += 1
             self.cond.notify_all()
-            while self.pending or self.busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
+            try:
+                while self.pending or self.busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self.cond.wait(left)
+            finally:
+                self.flushing -= 1
         return True
 
     def start(self) -> None:
@@ -171,8 +176,13 @@ class Writer:
                     if left <= 0:
                         break
                     self.cond.wait(left)
-                if self.dirty and not self.stopping:
-                    self.cond.wait(LINGER)  # more writes may come, or their route takes them
+                if self.dirty:  # more writes may come meanwhile, or their route takes them
+                    end = time.monotonic() + LINGER
+                    while not self.flushing and not self.stopping:
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        self.cond.wait(left)
                 batch = self._batch()
                 stop = self.stopping and not self.dirty
             renew = time.monotonic() >= renew_at
