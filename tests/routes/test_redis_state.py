@@ -642,3 +642,26 @@ def test_outage_metric_through_the_sdk(backend: str, http: list[OpenAICompatible
     finally:
         own.stop()
         provider.shutdown()
+
+
+def test_acl_user_limited_to_the_prefix(server: RedisServer) -> None:
+    prefix = f"acl{uuid.uuid4().hex[:6]}"
+    admin = server.client()
+    admin.execute_command(
+        "ACL", "SETUSER", prefix, "on", ">s3cret-pw", f"~{{{prefix}:*", "+evalsha",
+        "+script|load", "+time", "+@hash", "+@sortedset", "+@list", "+expire", "+del",
+    )  # fmt: skip
+    try:
+        store = make_store(f"redis://{prefix}:s3cret-pw@127.0.0.1:{server.port}/0", prefix=prefix)
+        assert "s3cret-pw" not in repr(store)
+        state = bare_state(store, [Limits(rpm=1, max_concurrency=1)], Breaker(failures=1))
+        first = state.try_acquire(0, 0.0, 0)
+        assert first.admitted
+        assert state.shared
+        state.release(0, first.ticket, 0.0, 1)
+        assert state.snapshot(0, 0.0).circuit == "open"
+        assert state.shared
+        assert state.outages == 0
+    finally:
+        admin.execute_command("ACL", "DELUSER", prefix)
+        admin.close()

@@ -30,10 +30,11 @@ __all__ = ["MAX_PENDING", "Write", "Writer", "run_pipeline"]
 MAX_PENDING = 10_000
 """The most writes one `RedisState` keeps waiting; past it a write is dropped (and lost)."""
 
-LINGER = 0.001
-"""Seconds the thread waits after the first queued write before sending: a process calling
-in a loop sends its last write inside its next decision's round trip instead of waiting for
-the thread's (benches/bench_routes_redis.py, "decision" table)."""
+LINGER = 0.002
+"""Seconds the thread waits after the first queued write before sending (it is woken only
+from idle, not by every write): a process deciding in a loop sends its writes inside its
+next decisions' round trips, and the thread wakes about once per linger instead of twice
+per call (benches/bench_routes_redis.py, table 1: "redis decision" against "no linger")."""
 
 _BATCH = 512
 
@@ -89,6 +90,7 @@ class Writer:
         self.dropped = 0
         self.busy = 0  # batches on the wire
         self.flushing = 0  # callers of `flush` waiting
+        self.idle = False  # the thread waits for a write (a `put` must wake it)
         self.stopping = False
         self.thread: threading.Thread | None = None
 
@@ -104,8 +106,9 @@ class Writer:
             self.pending += 1
             if state not in self.dirty:
                 self.dirty[state] = None
-                if len(self.dirty) == 1:
-                    self.cond.notify_all()  # the thread may be idle (takers wait here too)
+                if self.idle:  # else it is lingering or writing, and looks again soon
+                    self.idle = False
+                    self.cond.notify_all()  # (takers and flushers wait here too)
         if self.thread is None:
             self.start()
 
@@ -175,7 +178,9 @@ class Writer:
                     left = renew_at - time.monotonic()
                     if left <= 0:
                         break
+                    self.idle = True
                     self.cond.wait(left)
+                self.idle = False
                 if self.dirty:  # more writes may come meanwhile, or their route takes them
                     end = time.monotonic() + LINGER
                     while not self.flushing and not self.stopping:
