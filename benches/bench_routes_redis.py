@@ -7,9 +7,9 @@ loopback started here (Debian's package); ratios against baselines measured in t
 1. Decision: one `acquire_first` + `release` on a `RedisState` route state (the release is
    queued; the next decision sends it in its own round trip) against a bare redis-py
    ``PING`` round trip and the in-process (Rust) decision, wall time, medians of interleaved
-   rounds; the same with the writer's linger off (the thread sends every write at once); and
-   a routed `invoke` with Redis state against the same with in-process state, on bench_chat's
-   canned loopback server. Goal: decision <= PING x 1.2 + in-process decision.
+   rounds, and CPU per call of this process and of redis-server; and a routed `invoke` with
+   Redis state against the same with in-process state, on bench_chat's canned loopback
+   server. Goal: decision <= PING x 1.2 + in-process decision.
 2. Saturation: 4 processes x 4 threads deciding as fast as they can on one deployment for
    2 s, rpm 200 (and tpm 2,000 with estimates of 10 tokens corrected to 5): requests (tokens)
    admitted / the limit. Goal: <= 1.0 and >= 0.95.
@@ -43,7 +43,6 @@ import redis
 from bench_chat import MESSAGES, Servers
 from chatmodels import Breaker, Deployment, ProviderRegistry, RedisState
 from chatmodels._builtins import register_builtins
-from chatmodels._routes import _redis_writer
 from chatmodels._routes._state import Limits, Outcome, RouteState, new_route_state
 
 
@@ -135,17 +134,8 @@ def decision(url: str, server_pid: int, number: int, repeat: int) -> None:
     limits = Limits(rpm=10_000_000, tpm=1_000_000_000, max_concurrency=100)
     ping_client = redis.Redis.from_url(url, socket_timeout=2)
     redis_state = bare(url, "bench-decision", limits)
-    unlingered = bare(url, "bench-unlingered", limits)
     local = new_route_state([limits], None, backend="rust")
 
-    def no_linger() -> None:
-        _redis_writer.LINGER = 0.0
-        try:
-            decide(unlingered)()
-        finally:
-            _redis_writer.LINGER = linger
-
-    linger = _redis_writer.LINGER
     servers = Servers(1)
     registries = {}
     try:
@@ -161,7 +151,6 @@ def decision(url: str, server_pid: int, number: int, repeat: int) -> None:
             "PING": ping_client.ping,
             "in-process decision": decide(local),
             "redis decision": decide(redis_state),
-            "redis decision, no linger": no_linger,
             "routed invoke, in-process": lambda: routed["in-process"].invoke(MESSAGES),
             "routed invoke, redis": lambda: routed["redis"].invoke(MESSAGES),
         }
@@ -178,7 +167,7 @@ def decision(url: str, server_pid: int, number: int, repeat: int) -> None:
     ping, inproc = med["PING"], med["in-process decision"]
     print("\n1. a decision in Redis against a PING round trip (wall µs, medians)")
     print(f"  {'case':<28} {'median':>9} {'(x - in-process) / PING':>24}")
-    for name in ("PING", "in-process decision", "redis decision", "redis decision, no linger"):
+    for name in ("PING", "in-process decision", "redis decision"):
         ratio = (
             "" if name in ("PING", "in-process decision") else f"{(med[name] - inproc) / ping:.2f}"
         )

@@ -4,6 +4,7 @@ when Redis goes away."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
@@ -488,30 +489,29 @@ def test_toml_state(tmp_path: Path, server: RedisServer, prefix: str) -> None:
 # -- the after-call write, off the caller's path --------------------------------------------
 
 
-@pytest.fixture
-def lingering(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer thread sends only when flushed (its linger never ends by itself)."""
-    from chatmodels._routes import _redis_writer
+@contextlib.contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    """Redis stopped (SIGSTOP): it answers nothing until the block ends."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
 
-    monkeypatch.setattr(_redis_writer, "LINGER", 3600.0)
 
-
-@pytest.mark.usefixtures("lingering")
 def test_release_is_queued_and_sent_by_the_writer(server: RedisServer, prefix: str) -> None:
     store = make_store(server.url, prefix=prefix, timeout=5)
     state = bare_state(store, [Limits(max_concurrency=1)], None)
     other = bare_state(make_store(server.url, prefix=prefix), [Limits(max_concurrency=1)], None)
     first = state.try_acquire(0, 0.0, 0)
     assert first.admitted
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGSTOP)  # Redis answers nothing: release must not wait
-    try:
+    with paused(server):  # Redis answers nothing: release must not wait for it
         state.release(0, first.ticket, 0.0, 0)
-        assert len(state.queued) == 1  # queued, not sent by the caller
-    finally:
-        server.proc.send_signal(signal.SIGCONT)
+        assert state.queued or state.writing  # queued, or on the writer's wire: not sent here
     assert store.flush()
     assert not state.queued
+    assert not state.writing
     assert other.try_acquire(0, 0.0, 0).admitted  # another process sees the slot freed
 
 
@@ -524,8 +524,7 @@ def test_a_process_sees_its_own_queued_writes(server: RedisServer, prefix: str) 
     assert state.snapshot(0, 0.0).in_flight == 0
 
 
-@pytest.mark.usefixtures("lingering")
-def test_queued_writes_are_sent_in_one_pipeline(
+def test_queued_writes_are_sent_in_pipelines(
     server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chatmodels._routes import _redis_writer
@@ -538,35 +537,41 @@ def test_queued_writes_are_sent_in_one_pipeline(
         return send(client, sha, calls)
 
     monkeypatch.setattr(_redis_writer, "_send", counting)
-    store = make_store(server.url, prefix=prefix)
+    store = make_store(server.url, prefix=prefix, timeout=5)
     state = bare_state(store, [Limits(rpm=1000, max_concurrency=1000)], None)
     tickets = [state.try_acquire(0, 0.0, 0).ticket for _ in range(200)]
-    for ticket in tickets:
-        state.release(0, ticket, 0.0, 0)
-    assert sent == []
+    with paused(server):  # the writer's first batch waits on the wire; the rest queue
+        for ticket in tickets:
+            state.release(0, ticket, 0.0, 0)
     assert store.flush()
-    assert sent == [200]  # one round trip for 200 writes
+    assert sum(sent) == 200
+    assert len(sent) <= 2  # the writes queued meanwhile share one round trip
     snap = state.snapshot(0, 0.0)
     assert snap.in_flight == 0
     assert snap.rpm_left == 800
 
 
-@pytest.mark.usefixtures("lingering")
 def test_writes_over_the_bound_are_dropped_and_their_leases_expire(
     server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chatmodels._routes import _redis_writer
 
     monkeypatch.setattr(_redis_writer, "MAX_PENDING", 1)
-    store = make_store(server.url, prefix=prefix, lease=0.3)
-    state = bare_state(store, [Limits(max_concurrency=2)], None)
-    a, b = state.try_acquire(0, 0.0, 0), state.try_acquire(0, 0.0, 0)
-    state.release(0, a.ticket, 0.0, 0)
-    state.release(0, b.ticket, 0.0, 0)  # the queue is full: dropped
+    store = make_store(server.url, prefix=prefix, lease=0.5, timeout=5)
+    state = bare_state(store, [Limits(max_concurrency=3)], None)
+    a, b, c = (state.try_acquire(0, 0.0, 0) for _ in range(3))
+    with paused(server):
+        state.release(0, a.ticket, 0.0, 0)
+        deadline = time.monotonic() + 5
+        while not state.writing:  # the writer took a's write: on the wire, Redis paused
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        state.release(0, b.ticket, 0.0, 0)  # queued: one write waiting
+        state.release(0, c.ticket, 0.0, 0)  # over the bound: dropped
     assert store.flush()
     assert store._writer.dropped == 1
-    assert state.snapshot(0, 0.0).in_flight == 1  # b's slot is held until its lease ends
-    deadline = time.monotonic() + 2
+    assert state.snapshot(0, 0.0).in_flight == 1  # c's slot is held until its lease ends
+    deadline = time.monotonic() + 3
     while state.snapshot(0, 0.0).in_flight:
         assert time.monotonic() < deadline
         time.sleep(0.02)

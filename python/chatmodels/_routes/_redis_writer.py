@@ -1,11 +1,15 @@
 """The after-call writes of a `RedisState`, off the caller's path.
 
 `release` queues its write here and returns; one background thread per `RedisState` sends
-the queued writes (and the renewals of the leases in flight) in pipelines, one round trip
-for many writes. A route's next decision or snapshot in the same process takes that route's
-queued writes out of the queue and sends them in its own round trip, before its own script
-call (so a process always sees its own writes, at no extra round trip); when the thread has
-them on the wire already, it waits for that reply first.
+the queued writes (and the renewals of the leases in flight) in pipelines: the writes queued
+while a batch is on the wire go together in the next one. A route's next decision or snapshot
+in the same process takes that route's queued writes out of the queue and sends them in its
+own round trip, before its own script call (so a process always sees its own writes, at no
+extra round trip); when the thread has them on the wire already, it waits for that reply.
+
+(Holding the first write back for a few milliseconds, so that more would share a pipeline
+and the thread would wake less, measured no better in benches/bench_routes_redis.py, table 1,
+so the thread sends at once.)
 
 A queued write is lost when the process dies, when Redis fails it, or when more than
 `MAX_PENDING` writes wait: the call's lease then expires by itself (its slot comes back
@@ -29,12 +33,6 @@ __all__ = ["MAX_PENDING", "Write", "Writer", "run_pipeline"]
 
 MAX_PENDING = 10_000
 """The most writes one `RedisState` keeps waiting; past it a write is dropped (and lost)."""
-
-LINGER = 0.002
-"""Seconds the thread waits after the first queued write before sending (it is woken only
-from idle, not by every write): a process deciding in a loop sends its writes inside its
-next decisions' round trips, and the thread wakes about once per linger instead of twice
-per call (benches/bench_routes_redis.py, table 1: "redis decision" against "no linger")."""
 
 _BATCH = 512
 
@@ -89,7 +87,6 @@ class Writer:
         self.pending = 0
         self.dropped = 0
         self.busy = 0  # batches on the wire
-        self.flushing = 0  # callers of `flush` waiting
         self.idle = False  # the thread waits for a write (a `put` must wake it)
         self.stopping = False
         self.thread: threading.Thread | None = None
@@ -106,7 +103,7 @@ class Writer:
             self.pending += 1
             if state not in self.dirty:
                 self.dirty[state] = None
-                if self.idle:  # else it is lingering or writing, and looks again soon
+                if self.idle:  # else it is writing, and takes this write next
                     self.idle = False
                     self.cond.notify_all()  # (takers and flushers wait here too)
         if self.thread is None:
@@ -133,16 +130,11 @@ class Writer:
         """Wait until every write queued so far is sent; False when `timeout` ran out."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            self.flushing += 1
-            self.cond.notify_all()
-            try:
-                while self.pending or self.busy:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self.cond.wait(left)
-            finally:
-                self.flushing -= 1
+            while self.pending or self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
         return True
 
     def start(self) -> None:
@@ -181,13 +173,6 @@ class Writer:
                     self.idle = True
                     self.cond.wait(left)
                 self.idle = False
-                if self.dirty:  # more writes may come meanwhile, or their route takes them
-                    end = time.monotonic() + LINGER
-                    while not self.flushing and not self.stopping:
-                        left = end - time.monotonic()
-                        if left <= 0:
-                            break
-                        self.cond.wait(left)
                 batch = self._batch()
                 stop = self.stopping and not self.dirty
             renew = time.monotonic() >= renew_at
