@@ -102,6 +102,11 @@ def _check_url(url: str) -> None:
 class RedisState:
     """Route state shared through Redis: limits and circuits hold across processes and hosts.
 
+    A decision is one script call on the server. The write after a call is queued and sent by
+    a background thread in pipelines (or by the route's next decision in this process); a
+    write lost with its process is harmless: the call's slot comes back within `lease`.
+    `flush()` waits for the queue; `close()` flushes, then closes the connections.
+
     Args:
         url_or_client: a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, with an
             optional ACL user and password (``redis://user:password@host:6379/0``), or an
