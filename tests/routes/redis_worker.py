@@ -8,7 +8,7 @@ Modes:
       `ainvoke`, the state built on a redis.asyncio client.
   follow URL PREFIX DOWN_URL UP_URL COOLDOWN SECONDS: call a route of two deployments
       (priority, breaker failures=1) in a loop for SECONDS; print "ready" after the first
-      call, then {"ok": n, "other": n}.
+      call, then {"ok": n, "other": n, "outages": n}.
   hold URL PREFIX CAP LEASE: take CAP slots of a route with max_concurrency CAP, print "held",
       then sleep until killed.
 """
@@ -119,7 +119,7 @@ def follow(url: str, prefix: str, down_url: str, up_url: str, cooldown: float,
         "chat",
         [deployment(down_url), deployment(up_url)],
         breaker=Breaker(failures=1, cooldown=cooldown),
-        state=RedisState(url, prefix=prefix),
+        state=RedisState(url, prefix=prefix, timeout=2),
     )
     model = registry.create("chat")
     counts = {"ok": 0, "other": 0}
@@ -135,7 +135,7 @@ def follow(url: str, prefix: str, down_url: str, up_url: str, cooldown: float,
             print("ready", flush=True)
             first = False
         time.sleep(0.001)
-    print(json.dumps(counts), flush=True)
+    print(json.dumps({**counts, "outages": outages(registry)}), flush=True)
 
 
 def hold(url: str, prefix: str, cap: int, lease: float) -> None:
