@@ -4,12 +4,9 @@ when Redis goes away."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from chatmodels import (
     Breaker,
     Deployment,
@@ -35,72 +31,7 @@ from chatmodels._routes._state import Limits, breaker_tuple
 from chatmodels.testing import OpenAICompatibleServer, ScriptedError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-WORKER = Path(__file__).with_name("redis_worker.py")
-SERVER = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server process on 127.0.0.1 (no persistence), started and stopped by a test."""
-
-    def __init__(self) -> None:
-        assert SERVER, "redis-server is not installed (apt-get install redis-server)"
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        assert SERVER
-        self.proc = subprocess.Popen(
-            [
-                SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-            finally:
-                client.close()
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait()
-
-    def client(self) -> Any:
-        return redis.Redis(port=self.port, socket_timeout=1)
+from redis_helpers import WORKER, RedisServer, free_port, worker_env
 
 
 @pytest.fixture(scope="module")
@@ -336,6 +267,7 @@ def drive(server: RedisServer, ops: list[Any]) -> None:
             index, ticket = held.pop(pick % len(held))
             latency = 0.1 if outcome == 0 else None
             redis_state.release(index, ticket, 0.0, outcome, tokens, latency, retry)
+            redis_state.flush()  # the write is queued: send it, so the twin gets its time
             twin.release(index, ticket, redis_state.clock, outcome, tokens, latency, retry)
         else:
             time.sleep(op[1])
@@ -414,7 +346,7 @@ def test_lease_renewed_while_held_and_freed_on_release(server: RedisServer, pref
 
 
 def test_killed_process_frees_its_slots_within_the_lease(server: RedisServer, prefix: str) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = worker_env()
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), "hold", server.url, prefix, "2", "1.0"],
         stdout=subprocess.PIPE,
@@ -464,43 +396,6 @@ def test_circuit_opened_in_one_process_is_seen_by_the_next(
         assert b.create("chat").invoke("hi").text == "Echo: hi"
     assert len(down.requests) == 1  # B never sent to the deployment A found down
     assert len(up.requests) == 6
-
-
-def test_limits_exact_across_processes(
-    server: RedisServer, prefix: str, http: list[OpenAICompatibleServer]
-) -> None:
-    s = serve(http)
-    rpm = 40
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                "calls",
-                server.url,
-                prefix,
-                s.base_url,
-                str(rpm),
-                "6",
-                "3",
-            ],
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        for _ in range(4)
-    ]
-    totals = {"ok": 0, "limited": 0, "other": 0}
-    for p in procs:
-        out, _ = p.communicate(timeout=60)
-        for k, v in json.loads(out).items():
-            totals[k] += v
-    received = len(s.requests)
-    assert received <= rpm  # one window: never more than the limit
-    assert received >= 0.95 * rpm  # saturated: the limit is used
-    assert totals["ok"] == received
-    assert totals["other"] == 0
-    assert totals["limited"] > 0
 
 
 def test_redis_killed_mid_run_then_back(
@@ -589,3 +484,189 @@ def test_toml_state(tmp_path: Path, server: RedisServer, prefix: str) -> None:
     )
     with pytest.raises(InvalidConfigError, match=r"routes\.chat\.state"):
         read_config(path)
+
+
+# -- the after-call write, off the caller's path --------------------------------------------
+
+
+@contextlib.contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    """Redis stopped (SIGSTOP): it answers nothing until the block ends."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def test_release_is_queued_and_sent_by_the_writer(server: RedisServer, prefix: str) -> None:
+    store = make_store(server.url, prefix=prefix, timeout=5)
+    state = bare_state(store, [Limits(max_concurrency=1)], None)
+    other = bare_state(make_store(server.url, prefix=prefix), [Limits(max_concurrency=1)], None)
+    first = state.try_acquire(0, 0.0, 0)
+    assert first.admitted
+    with paused(server):  # Redis answers nothing: release must not wait for it
+        state.release(0, first.ticket, 0.0, 0)
+        assert state.queued or state.writing  # queued, or on the writer's wire: not sent here
+    assert store.flush()
+    assert not state.queued
+    assert not state.writing
+    assert other.try_acquire(0, 0.0, 0).admitted  # another process sees the slot freed
+
+
+def test_a_process_sees_its_own_queued_writes(server: RedisServer, prefix: str) -> None:
+    state = bare_state(make_store(server.url, prefix=prefix), [Limits(max_concurrency=1)], None)
+    for _ in range(50):  # release then acquire at once: the queued write goes first
+        admission = state.try_acquire(0, 0.0, 0)
+        assert admission.admitted
+        state.release(0, admission.ticket, 0.0, 0)
+    assert state.snapshot(0, 0.0).in_flight == 0
+
+
+def test_queued_writes_are_sent_in_pipelines(
+    server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatmodels._routes import _redis_writer
+
+    sent: list[int] = []
+    send = _redis_writer._send
+
+    def counting(client: Any, sha: str, calls: Any) -> list[Any]:
+        sent.append(len(calls))
+        return send(client, sha, calls)
+
+    monkeypatch.setattr(_redis_writer, "_send", counting)
+    store = make_store(server.url, prefix=prefix, timeout=5)
+    state = bare_state(store, [Limits(rpm=1000, max_concurrency=1000)], None)
+    tickets = [state.try_acquire(0, 0.0, 0).ticket for _ in range(200)]
+    with paused(server):  # the writer's first batch waits on the wire; the rest queue
+        for ticket in tickets:
+            state.release(0, ticket, 0.0, 0)
+    assert store.flush()
+    assert sum(sent) == 200
+    assert len(sent) <= 2  # the writes queued meanwhile share one round trip
+    snap = state.snapshot(0, 0.0)
+    assert snap.in_flight == 0
+    assert snap.rpm_left == 800
+
+
+def test_writes_over_the_bound_are_dropped_and_their_leases_expire(
+    server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatmodels._routes import _redis_writer
+
+    monkeypatch.setattr(_redis_writer, "MAX_PENDING", 1)
+    store = make_store(server.url, prefix=prefix, lease=0.5, timeout=5)
+    state = bare_state(store, [Limits(max_concurrency=3)], None)
+    a, b, c = (state.try_acquire(0, 0.0, 0) for _ in range(3))
+    with paused(server):
+        state.release(0, a.ticket, 0.0, 0)
+        deadline = time.monotonic() + 5
+        while not state.writing:  # the writer took a's write: on the wire, Redis paused
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        state.release(0, b.ticket, 0.0, 0)  # queued: one write waiting
+        state.release(0, c.ticket, 0.0, 0)  # over the bound: dropped
+    assert store.flush()
+    assert store._writer.dropped == 1
+    assert state.snapshot(0, 0.0).in_flight == 1  # c's slot is held until its lease ends
+    deadline = time.monotonic() + 3
+    while state.snapshot(0, 0.0).in_flight:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_reopening_jitter_is_seeded(server: RedisServer) -> None:
+    breaker = Breaker(failures=1, cooldown=0.01, max_cooldown=10)
+
+    def reopenings(seed: int) -> list[float]:
+        store = make_store(server.url, prefix=f"j{uuid.uuid4().hex[:8]}")
+        state = store.route_state("r", [_Model(0)], [Limits()], breaker, jitter=0.5, seed=seed)  # type: ignore[list-item]
+        assert isinstance(state, _RedisRouteState)
+        out = []
+        first = state.try_acquire(0, 0.0, 0)
+        state.release(0, first.ticket, 0.0, 1)
+        for _ in range(3):
+            while not (trial := state.try_acquire(0, 0.0, 0)).admitted:
+                time.sleep(0.005)
+            state.release(0, trial.ticket, 0.0, 1)  # the trial fails: a doubled cooldown
+            out.append(state.snapshot(0, 0.0).seconds_until_close)
+        return out
+
+    first, again, other = reopenings(7), reopenings(7), reopenings(8)
+    for x, y in zip(first, again, strict=True):
+        assert x == pytest.approx(y, abs=0.003)
+    assert any(abs(x - y) > 0.003 for x, y in zip(first, other, strict=True))
+
+
+# -- the outage metric ----------------------------------------------------------------------
+
+
+def test_outage_metric_through_the_sdk(backend: str, http: list[OpenAICompatibleServer]) -> None:
+    from chatmodels import telemetry
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    container = telemetry.Container().with_meter_provider(provider)
+
+    def points(name: str) -> dict[str, int]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            str(p.attributes["chatmodels.route.name"]): p.value  # type: ignore[index,union-attr]
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == name
+            for p in m.data.data_points
+        }
+
+    own = RedisServer().start()
+    try:
+        s = serve(http)
+        reg = ProviderRegistry(backend=backend, container=container)  # type: ignore[arg-type]
+        register_builtins(reg)
+        REGISTRIES.append(reg)
+        store = make_store(own.url, prefix="metric", retry_interval=60)
+        reg.register_route("chat", [dep(s)], state=store)
+        reg.register_route("local", [dep(s)])
+        model = reg.create("chat")
+        model.invoke("hi")
+        reg.create("local").invoke("hi")
+        assert store.flush()
+        assert points("chatmodels.route.state.outages") == {"chat": 0}  # in-process: none
+        assert points("chatmodels.route.state.fallbacks") == {"chat": 0}
+        own.kill()
+        for _ in range(5):
+            assert model.invoke("hi").text == "Echo: hi"
+        assert points("chatmodels.route.state.outages") == {"chat": 1}
+        assert points("chatmodels.route.state.fallbacks") == {"chat": 5}
+    finally:
+        own.stop()
+        provider.shutdown()
+
+
+def test_acl_user_limited_to_the_prefix(server: RedisServer) -> None:
+    prefix = f"acl{uuid.uuid4().hex[:6]}"
+    admin = server.client()
+    admin.execute_command(
+        "ACL", "SETUSER", prefix, "on", ">s3cret-pw", f"~{{{prefix}:*", "+evalsha",
+        "+script|load", "+time", "+@hash", "+@sortedset", "+@list", "+expire", "+del",
+    )  # fmt: skip
+    try:
+        store = make_store(f"redis://{prefix}:s3cret-pw@127.0.0.1:{server.port}/0", prefix=prefix)
+        assert "s3cret-pw" not in repr(store)
+        state = bare_state(store, [Limits(rpm=1, max_concurrency=1)], Breaker(failures=1))
+        first = state.try_acquire(0, 0.0, 0)
+        assert first.admitted
+        assert state.shared
+        state.release(0, first.ticket, 0.0, 1)
+        assert state.snapshot(0, 0.0).circuit == "open"
+        assert state.shared
+        assert state.outages == 0
+    finally:
+        admin.execute_command("ACL", "DELUSER", prefix)
+        admin.close()

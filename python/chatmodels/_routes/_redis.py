@@ -1,21 +1,23 @@
 """`RedisState`: a route's state shared through Redis by every process that registers it.
 
 Each decision is one ``EVALSHA`` of one Lua script (`_redis_script.SCRIPT`, loaded again on
-``NOSCRIPT`` by redis-py's `Script`): `acquire_first` reads the circuits and takes rpm, tpm
-and a concurrency lease over the candidates in one round trip, and `release` writes the
-outcome, the actual tokens and the latency in another. The rules are those of
-`chatmodels._routes._state`, with two differences:
+``NOSCRIPT``): `acquire_first` reads the circuits and takes rpm, tpm and a concurrency lease
+over the candidates in one round trip. `release` queues the write of the outcome, the actual
+tokens and the latency and returns; the state's background thread sends the queued writes in
+pipelines, or the route's next decision in this process sends them in its own round trip
+(`_redis_writer`). The rules are those of `chatmodels._routes._state`, with two differences:
 
 - Times are the Redis server's ``TIME`` (clamped so they never run backwards), so processes
   on hosts with skewed clocks agree; the `now` the caller passes is ignored (and the route's
   injected clock drives only the local fallback).
-- A concurrency slot is a lease (a sorted set of ticket -> expiry) renewed by a background
+- A concurrency slot is a lease (a sorted set of ticket -> expiry) renewed by the background
   thread while the call runs, so the slots of a process that dies come back within `lease`
   seconds; a half-open trial whose lease ran out is given to the next caller.
 
 When Redis refuses, times out (after `timeout` seconds) or errors, the route goes on with an
 in-process state (`new_route_state`) and tries Redis again after `retry_interval` seconds;
-one WARNING record on ``chatmodels.routes`` per outage, one INFO record when it is back.
+one WARNING record on ``chatmodels.routes`` per outage, one INFO record when it is back, and
+the counts `outages` and `fallbacks` (the ``chatmodels.route.state.*`` metrics).
 """
 
 from __future__ import annotations
@@ -33,7 +35,17 @@ from urllib.parse import urlsplit
 
 from .._errors import InvalidConfigError
 from ._pystate import RouteAdmission, RouteSnapshot
-from ._state import WINDOW, Limits, Outcome, Reason, RouteState, breaker_tuple, new_route_state
+from ._redis_writer import Write, Writer, run_pipeline
+from ._state import (
+    DEFAULT_JITTER,
+    WINDOW,
+    Limits,
+    Outcome,
+    Reason,
+    RouteState,
+    breaker_tuple,
+    new_route_state,
+)
 from ._types import CircuitState
 
 if TYPE_CHECKING:
@@ -89,6 +101,11 @@ def _check_url(url: str) -> None:
 
 class RedisState:
     """Route state shared through Redis: limits and circuits hold across processes and hosts.
+
+    A decision is one script call on the server. The write after a call is queued and sent by
+    a background thread in pipelines (or by the route's next decision in this process); a
+    write lost with its process is harmless: the call's slot comes back within `lease`.
+    `flush()` waits for the queue; `close()` flushes, then closes the connections.
 
     Args:
         url_or_client: a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, with an
@@ -163,12 +180,22 @@ class RedisState:
         self.timeout = float(timeout)
         self.lease = float(lease)
         self.retry_interval = float(retry_interval)
-        self._states: weakref.WeakSet[_RedisRouteState] = weakref.WeakSet()
-        self._renewer: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._writer = Writer(client, self._script.sha, self._load, self.lease)
+        weakref.finalize(self, self._writer.stop)
+
+    def _load(self) -> str:
+        sha: str = self._client.script_load(_script_text())
+        return sha
+
+    def flush(self, timeout: float = 1.0) -> bool:
+        """Send the after-call writes still queued; False when `timeout` seconds ran out."""
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Close the connections to Redis (the routes using it fall back to local state)."""
+        """Send the queued writes (waiting at most a second), then close the connections to
+        Redis (the routes using it fall back to local state)."""
+        self._writer.flush(1.0)
+        self._writer.stop(join=1.0)
         self._client.close()
         self._client.connection_pool.disconnect()
 
@@ -183,8 +210,14 @@ class RedisState:
         breaker: Breaker | None,
         *,
         backend: BackendName | None = None,
+        jitter: float = DEFAULT_JITTER,
+        seed: int | None = None,
     ) -> RouteState:
-        """The state of route `route` over `models` (called by `register_route`)."""
+        """The state of route `route` over `models` (called by `register_route`).
+
+        `jitter` and `seed` (None: random) fix the re-opening jitter, as in
+        `new_route_state` (the local fallback's too).
+        """
         keys: list[tuple[str, ...]] = []
         seen: dict[str, int] = {}
         for model in models:
@@ -200,18 +233,12 @@ class RedisState:
             digest = hashlib.sha256(f"{ident}\0{nth}".encode()).hexdigest()[:16]
             base = f"{{{self.prefix}:{route}}}:{digest}"
             keys.append(tuple(f"{base}:{part}" for part in "sltco"))
-        state = _RedisRouteState(self, route, keys, list(limits), breaker, backend)
-        self._states.add(state)
+        state = _RedisRouteState(
+            self, route, keys, list(limits), breaker, backend, jitter=jitter, seed=seed
+        )
+        self._writer.states.add(state)
         state.connect()
         return state
-
-    def _start_renewer(self) -> None:
-        with self._lock:
-            if self._renewer is None:
-                self._renewer = threading.Thread(
-                    target=_renew_loop, args=(weakref.ref(self),), daemon=True
-                )
-                self._renewer.start()
 
 
 def _sync_client(redis: Any, client: object, settings: dict[str, Any]) -> Any:
@@ -248,21 +275,6 @@ def _script_text() -> str:
     return _SCRIPT
 
 
-def _renew_loop(ref: weakref.ref[RedisState]) -> None:
-    """Push the leases of the calls in flight, every third of a lease."""
-    while True:
-        owner = ref()
-        if owner is None:
-            return
-        pause = owner.lease / 3
-        states = list(owner._states)
-        del owner
-        for state in states:
-            state.renew()
-        del states
-        time.sleep(pause)
-
-
 def _opt(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
@@ -278,8 +290,12 @@ class _RedisRouteState:
         limits: list[Limits],
         breaker: Breaker | None,
         backend: BackendName | None,
+        *,
+        jitter: float,
+        seed: int | None,
     ) -> None:
         self._owner = owner
+        self._writer = owner._writer
         self._route = route
         self._keys = keys
         self._limits = limits
@@ -288,8 +304,9 @@ class _RedisRouteState:
         ]
         settings = breaker_tuple(breaker)
         self._breaker: list[str] = [] if settings is None else [repr(float(v)) for v in settings]
-        self._jitter = "0.1"
-        self._local = new_route_state(limits, breaker, backend=backend)
+        self._local = new_route_state(limits, breaker, backend=backend, jitter=jitter, seed=seed)
+        self._jitter = repr(float(jitter))
+        self._unit = random.Random(seed).random  # u of a re-opening's jitter
         windows = [WINDOW, owner.lease]
         if breaker is not None:
             windows += [float(breaker.window), float(breaker.max_cooldown)]
@@ -304,8 +321,16 @@ class _RedisRouteState:
         self._in_flight = [0] * n
         self._latency: list[float | None] = [None] * n
         self._held: list[set[int]] = [set() for _ in range(n)]
+        self.queued: list[Write] = []
+        """Writes waiting for the writer thread or the next decision (guarded by it)."""
+        self.writing = False
+        """Whether the writer thread has writes of this route on the wire."""
+        self.outages = 0
+        """Outages seen so far (each one logged once)."""
+        self.fallbacks = 0
+        """Decisions made on the in-process state because Redis was unreachable."""
         self.clock = 0.0
-        """The Redis server's time read by the last decision (for tests)."""
+        """The Redis server's time read by the last script call (for tests)."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -315,14 +340,15 @@ class _RedisRouteState:
     def connect(self) -> None:
         """Load the script (an unreachable Redis is logged, not an error: it may come later)."""
         try:
-            self._owner._client.script_load(_script_text())
+            self._owner._load()
         except Exception as exc:
-            self._failed(exc)
+            self.failed(exc)
 
-    def _usable(self) -> bool:
+    def usable(self) -> bool:
+        """Whether to ask Redis (it is up, or an outage's retry interval has passed)."""
         return not self._down or time.monotonic() >= self._down_until
 
-    def _failed(self, exc: BaseException, started: float | None = None) -> None:
+    def failed(self, exc: BaseException, started: float | None = None) -> None:
         """Redis failed a request begun at `started`: fall back to the local state (logged
         once per outage). A request begun before Redis last came back failed in the outage
         already reported: it starts no new one."""
@@ -334,6 +360,7 @@ class _RedisRouteState:
                 return
             self._down = True
             self._down_since = time.monotonic()
+            self.outages += 1
         logger.warning(
             "route %r: Redis state unreachable (%s: %s); using in-process state until it is back",
             self._route,
@@ -341,7 +368,7 @@ class _RedisRouteState:
             _safe(exc),
         )
 
-    def _ok(self, started: float) -> None:
+    def ok(self, started: float) -> None:
         """Redis answered a request begun at `started`. One begun before the outage did not
         cross it (a reply already on its way): it ends nothing."""
         if self._down:
@@ -356,15 +383,49 @@ class _RedisRouteState:
                     "route %r: Redis state reachable again; shared state resumed", self._route
                 )
 
-    def _eval(self, index: int | Sequence[int], args: list[str]) -> Any:
-        indices = [index] if isinstance(index, int) else index
+    def wrote(self, result: object, started: float) -> None:
+        """The reply to one of this route's writes (sent by the writer or a decision)."""
+        if isinstance(result, Exception):
+            self.failed(result, started)
+        else:
+            self.ok(started)
+            self.clock = float(result)  # type: ignore[arg-type]
+
+    def _call(self, indices: Sequence[int], args: list[str]) -> Any:
+        """One script call after this route's queued writes, in one round trip (raises as
+        redis-py does; the writes' failures are handled here)."""
         keys = [k for i in indices for k in self._keys[i]]
-        return self._owner._script(keys=keys, args=args)
+        writes = self._writer.take(self, self._owner.timeout)
+        if not writes:
+            return self._owner._script(keys=keys, args=args)
+        started = time.monotonic()
+        results = run_pipeline(
+            self._owner._client, self._writer.sha, self._owner._load, [*writes, (keys, args)]
+        )
+        for result in results[:-1]:
+            self.wrote(result, started)
+        if isinstance(results[-1], Exception):
+            raise results[-1]
+        return results[-1]
 
     @property
     def shared(self) -> bool:
         """Whether the last decision went to Redis (False during an outage)."""
         return not self._down
+
+    def flush(self) -> None:
+        """Send this route's queued writes now and wait for their replies (for tests)."""
+        writes = self._writer.take(self, self._owner.timeout)
+        if not writes:
+            return
+        started = time.monotonic()
+        try:
+            results = run_pipeline(self._owner._client, self._writer.sha, self._owner._load, writes)
+        except Exception as exc:
+            self.failed(exc, started)
+            return
+        for result in results:
+            self.wrote(result, started)
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -386,17 +447,17 @@ class _RedisRouteState:
             raise ValueError("est_tokens must be >= 0")
         if not order:
             return RouteAdmission(Reason.CIRCUIT_OPEN, -1, -1, None, False)
-        if self._usable():
+        if self.usable():
             args = ["acquire", self._ttl, str(int(est_tokens)), self._lease]
             for index in order:
                 args += [str(index), *self._rows[index]]
             started = time.monotonic()
             try:
-                answer, seen, clock = self._eval(order, args)
+                answer, seen, clock = self._call(order, args)
             except Exception as exc:
-                self._failed(exc, started)
+                self.failed(exc, started)
             else:
-                self._ok(started)
+                self.ok(started)
                 self.clock = float(clock)
                 for k in range(0, len(seen), 3):
                     i = int(seen[k])
@@ -406,7 +467,7 @@ class _RedisRouteState:
                 reason, index, ticket, wait, trial = answer[:5]
                 if reason == 0:
                     self._held[index].add(ticket)
-                    self._owner._start_renewer()
+                    self._writer.start()  # it renews the lease while the call runs
                 return RouteAdmission(
                     int(reason),
                     int(index),
@@ -414,6 +475,8 @@ class _RedisRouteState:
                     None if wait is None else float(wait),
                     bool(trial),
                 )
+        with self._lock:
+            self.fallbacks += 1
         local = self._local.acquire_first(order, now, est_tokens)
         if not local.admitted:
             return RouteAdmission(local.reason, local.index, -1, local.wait, local.trial)
@@ -429,7 +492,8 @@ class _RedisRouteState:
         latency: float | None = None,
         retry_after: float | None = None,
     ) -> None:
-        """End the admitted call `ticket` (its outcome, tokens and latency in one write)."""
+        """End the admitted call `ticket`: its outcome, tokens and latency go to Redis in one
+        write, queued (see `_redis_writer`)."""
         self._check(index)
         if outcome not in _OUTCOMES:
             raise ValueError("outcome must be 0 (success), 1 (failure) or 2 (not counted)")
@@ -457,17 +521,11 @@ class _RedisRouteState:
             "" if actual_tokens is None else str(int(actual_tokens)),
             _opt(latency),
             _opt(retry_after),
-            repr(random.random()),
+            repr(self._unit()),
         ]
         if self._breaker:
             args += [*self._breaker, self._jitter]
-        started = time.monotonic()
-        try:
-            self.clock = float(self._eval(index, args))
-        except Exception as exc:
-            self._failed(exc, started)  # the lease runs out by itself
-        else:
-            self._ok(started)
+        self._writer.put(self, (list(self._keys[index]), args))
 
     def in_flight(self, index: int) -> int:
         """Calls in flight on `index`, as of this process's last decision on it."""
@@ -482,20 +540,21 @@ class _RedisRouteState:
         return self._latency[index]
 
     def snapshot(self, index: int, now: float) -> RouteSnapshot:
-        """The shared state of `index` (the local one during an outage)."""
+        """The shared state of `index` (the local one during an outage), after this
+        process's queued writes."""
         self._check(index)
         if not math.isfinite(now):
             raise ValueError("now must be a finite number")
-        if self._usable():
+        if self.usable():
             started = time.monotonic()
             try:
-                state, until, in_flight, logged, tokens, lat, clock = self._eval(
-                    index, ["snapshot", self._ttl]
+                state, until, in_flight, logged, tokens, lat, clock = self._call(
+                    (index,), ["snapshot", self._ttl]
                 )
             except Exception as exc:
-                self._failed(exc, started)
+                self.failed(exc, started)
             else:
-                self._ok(started)
+                self.ok(started)
                 self.clock = float(clock)
                 rpm, tpm, _cap = self._limits[index]
                 return RouteSnapshot(
@@ -516,20 +575,18 @@ class _RedisRouteState:
             snap.latency,
         )
 
-    def renew(self) -> None:
-        """Push the leases of this process's calls in flight (the renewer thread's work)."""
+    def renewals(self) -> list[Write]:
+        """The writes that push the leases of this process's calls in flight."""
         if self._down:
-            return
+            return []
+        out: list[Write] = []
         for index, held in enumerate(self._held):
             tickets = list(held)
-            if not tickets:
-                continue
-            started = time.monotonic()
-            try:
-                self._eval(index, ["renew", self._ttl, self._lease, *map(str, tickets)])
-            except Exception as exc:
-                self._failed(exc, started)
-                return
+            if tickets:
+                out.append(
+                    (list(self._keys[index]), ["renew", self._ttl, self._lease, *map(str, tickets)])
+                )
+        return out
 
 
 def _safe(exc: BaseException) -> str:

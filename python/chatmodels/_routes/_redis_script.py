@@ -39,11 +39,13 @@ local function clamp(s)
   return clock
 end
 
--- Drop the log entries out of the window (admitted at t with t + WINDOW <= now).
+-- Drop the log entries out of the window (admitted at t with t + WINDOW <= now). Only the
+-- entries about to go are read (a margin over the cut, then the exact test).
 local function expire(s, l, t, now)
   local freed = 0
+  local cut = fmt(now - WINDOW + 0.001)
   while true do
-    local head = redis.call('ZRANGE', l, 0, 99, 'WITHSCORES')
+    local head = redis.call('ZRANGEBYSCORE', l, '-inf', cut, 'WITHSCORES', 'LIMIT', 0, 100)
     local gone = {}
     local more = #head == 200
     for i = 1, #head, 2 do

@@ -15,7 +15,8 @@ new one) is shared by its attempts, their errors and the circuit log records.
 
 Metrics, on the container's meter: ``chatmodels.route.attempts`` (by deployment and
 outcome), ``chatmodels.route.failovers``, ``chatmodels.route.rate_limited`` (decision delayed
-or rejected) and the ``chatmodels.route.circuit_state`` gauge (0 closed, 1 half_open, 2 open).
+or rejected) and the ``chatmodels.route.circuit_state`` gauge (0 closed, 1 half_open, 2 open);
+with a `RedisState`, ``chatmodels.route.state.outages`` and ``chatmodels.route.state.fallbacks``.
 
 Circuit openings (WARNING) and closings (INFO) are log records on ``chatmodels.routes``
 whether or not OpenTelemetry is loaded. Telemetry never raises into a call.

@@ -371,8 +371,36 @@ class OTelMetrics(Metrics):
                 unit="1",
                 description="Circuit state per route deployment: 0 closed, 1 half_open, 2 open.",
             )
+            for name, attr, unit, description in (
+                ("chatmodels.route.state.outages", "outages", "{outage}",
+                 "Outages of a route's shared state (Redis unreachable or slow)."),
+                ("chatmodels.route.state.fallbacks", "fallbacks", "{decision}",
+                 "Routing decisions made on in-process state during a shared-state outage."),
+            ):  # fmt: skip
+                meter.create_observable_counter(
+                    name,
+                    callbacks=[self._state_callback(attr)],
+                    unit=unit,
+                    description=description,
+                )
             self._routes = {}
             return self._routes
+
+    def _state_callback(self, attr: str) -> Callable[[Any], Iterable[Any]]:
+        """Report `attr` of each watched route's shared state (in-process states have none)."""
+
+        def observe(options: Any) -> Iterable[Any]:
+            out = []
+            for ref in list((self._routes or {}).values()):
+                route = ref()
+                if route is None or route.retired:
+                    continue  # a replaced route's successor keeps its state
+                value = getattr(route.state, attr, None)
+                if isinstance(value, int):
+                    out.append(self._Observation(value, {"chatmodels.route.name": route.name}))
+            return out
+
+        return observe
 
     def _counter_callback(self, counter: int) -> Callable[[Any], Iterable[Any]]:
         def observe(options: Any) -> Iterable[Any]:
