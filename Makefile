@@ -86,6 +86,7 @@ bench: build-dev  ## the benchmark tables (ratios measured in the same run)
 	$(PY) benches/bench_telemetry_cycles.py
 	$(PY) benches/bench_routes.py
 	$(PY) benches/bench_routes_cycles.py
+	$(PY) benches/bench_routes_redis.py
 
 .PHONY: clean
 clean:  ## remove build outputs and virtual environments
