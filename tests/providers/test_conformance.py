@@ -133,7 +133,8 @@ def test_http_errors_map_to_codes_and_hide_the_key(
     wire: WireFormat, status: int, mode: str
 ) -> None:
     """An HTTP error status gives its code in every mode and format; the reply echoes the key
-    the call sent, and the error shows it nowhere (message, args, causes, repr)."""
+    the call sent, and the error shows it nowhere (message, args, causes, repr). The error
+    names the call it came from."""
     echo = f"Incorrect API key provided: {SECRET}"
     body = json.dumps({"error": {"message": echo, "type": "x", "code": SECRET}, "message": echo})
     inter = wire.interaction(body.encode(), stream="stream" in mode, status=status)
@@ -143,8 +144,8 @@ def test_http_errors_map_to_codes_and_hide_the_key(
         server.check_requests()
     error = caught.value
     assert error.code is STATUS_CODES[status], (error.code, error)
-    assert isinstance(error.op, str)
-    assert error.op
+    assert error.op == mode
+    assert str(error).startswith(f"chatmodels.{mode}: ")
     assert_secret_hidden(SECRET, *_texts(error))
 
 

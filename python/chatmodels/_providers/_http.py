@@ -276,7 +276,8 @@ class HTTPChatModel(ChatModel):
 
     # -- calls -----------------------------------------------------------------------------
 
-    def _error(self, status: int, headers: Headers, body: bytes) -> ChatModelError:
+    def _error(self, status: int, headers: Headers, body: bytes, op: str) -> ChatModelError:
+        """The error of an HTTP error reply to the call `op`, the key scrubbed from it."""
         secret = self._secret
         if secret is not None:  # before the adapter cuts the body's text to a length
             raw = secret.encode("utf-8", "replace")
@@ -286,6 +287,9 @@ class HTTPChatModel(ChatModel):
             error = self.adapter.parse_error(status, headers, body)
         except Exception:
             error = error_from_response(status, headers, body, provider=self.provider)
+        if error.op != op:  # adapters build the error without knowing the call
+            error.op = op
+            error.args = (str(error),)
         redact(error, secret)
         return error
 
@@ -303,14 +307,14 @@ class HTTPChatModel(ChatModel):
         wire = self.adapter.build_request(request)
         resp = self.transport.request(wire, timeout=request.timeout, scope=scope)
         if resp.status >= 300:
-            raise self._error(resp.status, resp.headers, resp.body)
+            raise self._error(resp.status, resp.headers, resp.body, "invoke")
         return self._parse(resp.body, request)
 
     async def _ainvoke(self, request: ChatRequest, scope: CallScope) -> ChatResponse:
         wire = self.adapter.build_request(request)
         resp = await self.transport.arequest(wire, timeout=request.timeout, scope=scope)
         if resp.status >= 300:
-            raise self._error(resp.status, resp.headers, resp.body)
+            raise self._error(resp.status, resp.headers, resp.body, "ainvoke")
         return self._parse(resp.body, request)
 
     def _events(
@@ -396,7 +400,7 @@ class HTTPChatModel(ChatModel):
         stream = self.transport.stream(wire, timeout=request.timeout, scope=scope)
         try:
             if stream.status >= 300:
-                raise self._error(stream.status, stream.headers, stream.body())
+                raise self._error(stream.status, stream.headers, stream.body(), "stream")
             decoder = self.adapter.new_decoder()
             decoder.max_event = self.transport.max_event_bytes
             state: dict[str, Any] = {}
@@ -436,7 +440,7 @@ class HTTPChatModel(ChatModel):
         stream = await self.transport.astream(wire, timeout=request.timeout, scope=scope)
         try:
             if stream.status >= 300:
-                raise self._error(stream.status, stream.headers, await stream.body())
+                raise self._error(stream.status, stream.headers, await stream.body(), "astream")
             decoder = self.adapter.new_decoder()
             decoder.max_event = self.transport.max_event_bytes
             state: dict[str, Any] = {}
@@ -502,7 +506,7 @@ class HTTPChatModel(ChatModel):
         latency = time.perf_counter() - start
         if status < 300:
             return HealthStatus("healthy", latency, f"HTTP {status}")
-        error = self._error(status, headers, body)
+        error = self._error(status, headers, body, "health_check")
         if status == 429:
             return HealthStatus("degraded", latency, error.detail, error.code.value)
         return HealthStatus("unhealthy", latency, error.detail, error.code.value)
