@@ -407,6 +407,9 @@ class ChatModel:
             error = exc
             if error.provider is None:
                 error.provider = self.metadata.name
+            if error.op == "transport":  # the transport does not know the call it serves
+                error.op = op
+                error.args = (str(error),)
             scope.fail(error)
         elif _is_cancellation(exc):
             cancelled = APIError(

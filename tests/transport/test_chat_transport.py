@@ -192,6 +192,37 @@ def test_connection_refused_is_a_network_error() -> None:
     assert status.error_code == "network"
 
 
+@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream"])
+def test_a_transport_failure_names_the_call(mode: str) -> None:
+    """The transport does not know the call it serves; the error the caller sees names it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+
+    async def call_async(model: chatmodels.ChatModel) -> None:
+        try:
+            if mode == "ainvoke":
+                await model.ainvoke("hi")
+            else:
+                async for _ in model.astream("hi"):
+                    pass
+        finally:
+            await model.aclose()
+
+    with _model(f"http://127.0.0.1:{port}", max_retries=0) as model:
+        with pytest.raises(chatmodels.NetworkError) as caught:
+            if mode == "invoke":
+                model.invoke("hi")
+            elif mode == "stream":
+                list(model.stream("hi"))
+            else:
+                asyncio.run(call_async(model))
+    assert caught.value.op == mode
+    assert str(caught.value).startswith(f"chatmodels.{mode}: connection to ")
+    assert caught.value.args == (str(caught.value),)
+
+
 def test_read_timeout_is_a_timeout_error() -> None:
     with (
         OpenAICompatibleServer([ScriptedReply(delay=0.5)]) as server,
