@@ -210,14 +210,19 @@ def test_a_transport_failure_names_the_call(mode: str) -> None:
         finally:
             await model.aclose()
 
-    with _model(f"http://127.0.0.1:{port}", max_retries=0) as model:
-        with pytest.raises(chatmodels.NetworkError) as caught:
-            if mode == "invoke":
-                model.invoke("hi")
-            elif mode == "stream":
-                list(model.stream("hi"))
-            else:
-                asyncio.run(call_async(model))
+    def call(model: chatmodels.ChatModel) -> None:
+        if mode == "invoke":
+            model.invoke("hi")
+        elif mode == "stream":
+            list(model.stream("hi"))
+        else:
+            asyncio.run(call_async(model))
+
+    with (
+        _model(f"http://127.0.0.1:{port}", max_retries=0) as model,
+        pytest.raises(chatmodels.NetworkError) as caught,
+    ):
+        call(model)
     assert caught.value.op == mode
     assert str(caught.value).startswith(f"chatmodels.{mode}: connection to ")
     assert caught.value.args == (str(caught.value),)
