@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -271,7 +271,28 @@ def test_least_busy_takes_the_fewest_in_flight(reg: ProviderRegistry) -> None:
     assert counts == {"a": 3, "b": 3}  # each new call went to the less busy one
 
 
-def test_latency_prefers_the_fastest_and_still_explores(reg: ProviderRegistry) -> None:
+def test_weighted_choices_repeat_for_a_seed(
+    reg: ProviderRegistry, seed_routes: Callable[[int], None]
+) -> None:
+    _fakes(reg, "abc")
+    deployments = [Deployment(n, {"model": "m"}) for n in "abc"]
+
+    def picks(seed: int) -> list[str]:
+        seed_routes(seed)
+        reg.register_route("chat", deployments, strategy="weighted", replace=True)
+        model = reg.create("chat")
+        return [model.invoke("x").text for _ in range(60)]
+
+    first = picks(7)
+    assert picks(7) == first  # the same seed: the same choices
+    assert picks(8) != first  # another seed: others (60 draws alike by chance: ~3**-60)
+    assert set(first) == {"a", "b", "c"}
+
+
+def test_latency_prefers_the_fastest_and_still_explores(
+    reg: ProviderRegistry, seed_routes: Callable[[int], None]
+) -> None:
+    seed_routes(3)  # the exploration's draws are fixed: the counts below are exact per backend
     _fakes(reg, "ab", latency={"a": 0.03, "b": 0.001})
     reg.register_route("chat", [Deployment(n, {"model": "m"}) for n in "ab"], strategy="latency")
     model = reg.create("chat")
