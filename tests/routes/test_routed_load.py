@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,12 +42,28 @@ def dep(server: OpenAICompatibleServer, **kw: Any) -> Deployment:
     return Deployment("openai", options, **kw)
 
 
-def test_1000_concurrent_calls_while_one_deployment_fails_half(reg: ProviderRegistry) -> None:
+def test_1000_concurrent_calls_while_one_deployment_fails_half(
+    reg: ProviderRegistry,
+    seed_routes: Callable[[int], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     counter = itertools.count()
+    healed = threading.Event()
 
     def half(request: ReceivedRequest) -> ScriptedError | None:
+        if healed.is_set():
+            return None
         return ScriptedError(503) if next(counter) % 2 == 0 else None
 
+    def transitions() -> list[str]:
+        return [
+            "opened" if " opened " in r.getMessage() else "closed"
+            for r in caplog.records
+            if r.name == "chatmodels.routes" and " circuit of deployment 0 " in r.getMessage()
+        ]
+
+    seed_routes(5)
+    caplog.set_level(logging.INFO, logger="chatmodels.routes")
     now = [0.0]
     with OpenAICompatibleServer(half) as flaky, OpenAICompatibleServer() as healthy:
         reg.register_route(
@@ -58,6 +75,7 @@ def test_1000_concurrent_calls_while_one_deployment_fails_half(reg: ProviderRegi
         )
         model = reg.create("chat")
         assert isinstance(model, RoutedModel)
+        assert model.status()[0].circuit == "closed"
 
         async def run() -> list[Any]:
             gate = asyncio.Semaphore(50)  # 50 in flight at a time, 1000 in all
@@ -71,26 +89,27 @@ def test_1000_concurrent_calls_while_one_deployment_fails_half(reg: ProviderRegi
         results = asyncio.run(run())
         failures = [r for r in results if isinstance(r, BaseException)]
         assert failures == []
-        assert model.status()[0].circuit == "open"  # half its calls failed: it opened
+        # The clock stood still: it opened once and stayed open for the whole run.
+        assert transitions() == ["opened"]
+        status = model.status()[0]
+        assert (status.circuit, status.seconds_until_close) == ("open", 10.0)
+        assert model.status()[1].circuit == "closed"
         sent_to_flaky = len(flaky.requests)
         # Weighted evenly it would get 500; once open (after ~10 calls at a 50% failure
         # rate), calls stopped going there: only what was in flight when it opened got in.
         assert sent_to_flaky < 150
-        # After the cooldown one trial goes through; a success closes the circuit.
-        now[0] += 10.0
+        now[0] = 9.999
+        assert model.status()[0].circuit == "open"
+        now[0] = 10.0
         assert model.status()[0].circuit == "half_open"
-        for i in range(20):
+        healed.set()  # the trial succeeds
+        for i in range(50):  # weighted: calls go to either until one is the trial
             model.invoke(f"after {i}")
-            if model.status()[0].circuit == "closed":
+            if len(flaky.requests) > sent_to_flaky:
                 break
-        assert model.status()[0].circuit in ("closed", "open")
-        assert len(flaky.requests) > sent_to_flaky  # the trial was sent
-
-
-class _Tracked(FakeChatModel):
-    """A fake model that counts the routes' calls in flight on it when closed."""
-
-    closed_with: list[int]
+        assert len(flaky.requests) == sent_to_flaky + 1  # exactly one trial was sent
+        assert model.status()[0].circuit == "closed"
+        assert transitions() == ["opened", "closed"]
 
 
 def test_a_route_replaced_50_times_during_1000_calls(reg: ProviderRegistry) -> None:
@@ -109,7 +128,6 @@ def test_a_route_replaced_50_times_during_1000_calls(reg: ProviderRegistry) -> N
     assert isinstance(model, RoutedModel)
     routes = [model.route]
     errors: list[BaseException] = []
-    done = threading.Event()
 
     def worker(n: int) -> None:
         for i in range(n):
@@ -132,7 +150,6 @@ def test_a_route_replaced_50_times_during_1000_calls(reg: ProviderRegistry) -> N
         routes.append(model.route)
     for t in threads:
         t.join()
-    done.set()
     assert errors == []
     assert len(set(map(id, routes))) == 51
     for old in routes[:-1]:
