@@ -25,6 +25,7 @@ from .._errors import (
     suggest,
 )
 from .._metadata import Capability, ProviderMetadata, ProviderOptions, capability_mask
+from . import _telemetry
 from ._deployment import Deployment
 from ._state import (
     STRATEGIES,
@@ -262,6 +263,7 @@ class Route:
             )
             successor.version = registry.version
             self.retire(successor)
+            _telemetry.watch(successor)
             return successor
 
     def route_names(self) -> set[str]:
@@ -559,6 +561,7 @@ def build_route(
         route.version = registry.version
         if old is not None:
             old.retire()
+    _telemetry.watch(route)
     return metadata
 
 
