@@ -241,6 +241,8 @@ class Route:
                 return self
             plan = _plan(self.strategy, self.deployments, models)
             chooser = _chooser(self.state, plan, shared=self.state_source is not None)
+            # The capabilities every deployment shares may change with a replaced entry.
+            metadata = _route_metadata(self.name, models, self.strategy)
             successor = Route(
                 registry,
                 self.name,
@@ -255,11 +257,11 @@ class Route:
                 chooser=chooser,
                 models=tuple(models),
                 entries=tuple(entries),
-                metadata=self.metadata,
+                metadata=metadata,
             )
             successor.state_source = self.state_source
             registry._table.insert(
-                self.name, _entry(successor), self.metadata.capability_mask, True, "route"
+                self.name, _entry(successor), metadata.capability_mask, True, "route"
             )
             successor.version = registry.version
             self.retire(successor)
