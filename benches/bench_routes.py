@@ -9,10 +9,10 @@ scales with threads. Ratios and differences are against baselines measured in th
    of CPU per call on the Rust backend.
 2. Failover: a call whose first deployment refuses the connection (a closed loopback port)
    against a call sent straight to the second. Goal: at most 1 ms more (wall time).
-3. Choosing a deployment (one `acquire_first` + `release` on a route state of 3 deployments)
-   from 1 and from 8 threads, per backend, beside the same threads each doing a dict lookup
-   behind its own lock (the machine's ceiling). Meaningful on free-threaded 3.13t; with the
-   GIL, threads take turns.
+3. Choosing a deployment (one `choose` + `finish`, a routed call's decision and outcome, on
+   a route state of 3 deployments with a priority plan) from 1 and from 8 threads, per
+   backend, beside the same threads each doing a dict lookup behind its own lock (the
+   machine's ceiling). Meaningful on free-threaded 3.13t; with the GIL, threads take turns.
 
 Nothing asserts a time: the machine is shared and noisy.
 """
@@ -35,7 +35,7 @@ import chatmodels
 from bench_chat import MESSAGES, Servers
 from chatmodels import Deployment, ProviderRegistry
 from chatmodels._providers._builtins import register_builtins
-from chatmodels._routes._state import Limits, Outcome, new_route_state
+from chatmodels._routes._state import Limits, Outcome, Plan, new_route_state
 from chatmodels._routes._types import Breaker
 
 
@@ -147,7 +147,7 @@ def failover_cost(url: str, number: int, repeat: int) -> None:
 
 
 def choosing_scaling(ops: int) -> None:
-    print("\n3. choosing a deployment: acquire_first + release on 3 deployments (ns per op)")
+    print("\n3. choosing a deployment: choose + finish on 3 deployments (ns per op)")
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     build = "free-threaded, GIL off" if not gil else "GIL on: threads take turns"
     print(f"  Python {sysconfig.get_python_version()} ({build})")
@@ -172,17 +172,18 @@ def choosing_scaling(ops: int) -> None:
             t.join()
         return (time.perf_counter() - start) / (per * threads) * 1e9
 
-    order = [0, 1, 2]
     success = int(Outcome.SUCCESS)
+    plan = Plan("priority", [1.0] * 3, [-1 & (2**64 - 1)] * 3, [None] * 3)
     for backend in ("rust", "python"):
-        state = new_route_state([Limits()] * 3, Breaker(), backend=backend)  # type: ignore[arg-type]
+        state = new_route_state([Limits()] * 3, Breaker(), backend=backend, plan=plan)  # type: ignore[arg-type]
 
         def make_op(state: object = state) -> Callable[[], object]:
             clock = time.monotonic
+            choose, finish = state.choose, state.finish  # type: ignore[attr-defined]
 
             def op() -> None:
-                adm = state.acquire_first(order, clock(), 100)  # type: ignore[attr-defined]
-                state.release(adm.index, adm.ticket, clock(), success, 90, 0.01)  # type: ignore[attr-defined]
+                adm = choose(clock(), 100)
+                finish(adm, clock(), success, 90, 0.01)
 
             return op
 

@@ -349,6 +349,7 @@ impl State {
             jitter,
             rng: AtomicU64::new(seed),
             plan: ArcSwap::from_pointee(plan),
+            // The twin's `PICK_SALT`: the choosing draws apart from the jitter's.
             pick_rng: AtomicU64::new(seed ^ 0x6A09_E667_F3BC_C909),
         }
     }

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 
 import pytest
+from chatmodels._routes import _state
 from chatmodels._routes._state import Limits, RouteState, new_route_state
 from chatmodels._routes._types import Breaker
 from route_helpers import MakeState
@@ -25,3 +27,14 @@ def make_state(backend: str) -> MakeState:
         return new_route_state(limits, breaker, backend=backend, jitter=jitter, seed=seed)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture
+def seed_routes(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Seeds the generator the route states registered after it draw their seeds from, so
+    their random choices (weighted keys, latency exploration) and jitter repeat exactly."""
+
+    def seed(value: int) -> None:
+        monkeypatch.setattr(_state, "SEEDS", random.Random(value))
+
+    return seed

@@ -10,6 +10,7 @@ import gc
 import logging
 import socket
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from chatmodels import (
     ProviderRegistry,
     ProviderUnavailableError,
     RateLimitError,
+    RoutedModel,
     telemetry,
 )
 from chatmodels._providers._builtins import register_builtins
@@ -324,18 +326,44 @@ def test_the_gauge_forgets_a_dropped_route(
 ) -> None:
     reg.register_route("chat", [dep(server.base_url, "up-m")])
     model = reg.create("chat")
+    assert isinstance(model, RoutedModel)
     model.invoke("hi")
-    assert len(own.points("chatmodels.route.circuit_state")) == 1
+    old = weakref.ref(model.route)
+    ((a, value),) = own.points("chatmodels.route.circuit_state")
+    assert (a["chatmodels.route.deployment"], value) == ("openai/up-m", 0)
     reg.register_route("chat", [dep(server.base_url, "other")], replace=True)
-    # the old route is retired (its successor is not called yet): nothing reported
-    assert own.points("chatmodels.route.circuit_state") == []
+    # the old route is retired, its successor known from its registration (not called yet)
+    ((a, value),) = own.points("chatmodels.route.circuit_state")
+    assert (a["chatmodels.route.deployment"], value) == ("openai/other", 0)
     metrics: Any = own.container.runtime().metrics
     del model
     gc.collect()
-    assert metrics._routes == {}  # the weak reference let the old route go
-    reg.create("chat").invoke("hi")
+    assert old() is None
+    current = reg.create("chat")
+    assert isinstance(current, RoutedModel)
+    # the weak reference let the old route go: only the current one is watched
+    assert [ref() for ref in metrics._routes.values()] == [current.route]
+    current.invoke("hi")
     ((a, value),) = own.points("chatmodels.route.circuit_state")
     assert (a["chatmodels.route.deployment"], value) == ("openai/other", 0)
+
+
+def test_a_registered_route_never_called_reports_each_deployment_closed(
+    reg: ProviderRegistry, own: Own, server: OpenAICompatibleServer
+) -> None:
+    reg.register_route("idle", [dep(server.base_url, "a"), dep(server.base_url, "b")])
+    points = own.points("chatmodels.route.circuit_state")
+    seen = sorted(
+        (
+            a["chatmodels.route.name"],
+            a["chatmodels.route.deployment.index"],
+            a["chatmodels.route.deployment"],
+            value,
+        )
+        for a, value in points
+    )
+    assert seen == [("idle", 0, "openai/a", 0), ("idle", 1, "openai/b", 0)]
+    assert server.requests == []  # nothing was called to learn them
 
 
 class FakeTime:

@@ -316,3 +316,27 @@ def test_closing_a_routed_model_releases_nothing_shared(
     assert two.invoke("hi").text == "Echo: hi"
     with pytest.raises(chatmodels.InvalidConfigError):
         one.invoke("hi")
+
+
+def test_a_replaced_entry_with_other_capabilities_changes_the_routes(
+    reg: ProviderRegistry, servers: Any
+) -> None:
+    from chatmodels._providers._fake import FakeChatModel
+
+    a = servers()
+    reg.register_route("chat", [dep(a)])
+    model = reg.create("chat")
+    assert isinstance(model, RoutedModel)
+    assert "tool_calling" in reg.metadata("chat").capabilities
+    assert "chat" in reg.by_capability("tool_calling")
+    plain = chatmodels.ProviderMetadata(name="openai", capabilities=["chat", "streaming"])
+
+    def creator(options: chatmodels.ProviderOptions) -> chatmodels.ChatModel:
+        return FakeChatModel(plain, options, responses=["plain"])
+
+    reg.register("openai", creator, metadata=plain, replace=True)
+    assert model.invoke("hi").text == "plain"  # the call picks the replaced entry up
+    assert reg.metadata("chat").capabilities == frozenset({"chat", "streaming"})
+    assert model.route.metadata.capabilities == frozenset({"chat", "streaming"})
+    assert "chat" not in reg.by_capability("tool_calling")
+    assert "chat" in reg.by_capability("streaming")

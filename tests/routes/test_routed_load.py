@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -41,12 +42,28 @@ def dep(server: OpenAICompatibleServer, **kw: Any) -> Deployment:
     return Deployment("openai", options, **kw)
 
 
-def test_1000_concurrent_calls_while_one_deployment_fails_half(reg: ProviderRegistry) -> None:
+def test_1000_concurrent_calls_while_one_deployment_fails_half(
+    reg: ProviderRegistry,
+    seed_routes: Callable[[int], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     counter = itertools.count()
+    healed = threading.Event()
 
     def half(request: ReceivedRequest) -> ScriptedError | None:
+        if healed.is_set():
+            return None
         return ScriptedError(503) if next(counter) % 2 == 0 else None
 
+    def transitions() -> list[str]:
+        return [
+            "opened" if " opened " in r.getMessage() else "closed"
+            for r in caplog.records
+            if r.name == "chatmodels.routes" and " circuit of deployment 0 " in r.getMessage()
+        ]
+
+    seed_routes(5)
+    caplog.set_level(logging.INFO, logger="chatmodels.routes")
     now = [0.0]
     with OpenAICompatibleServer(half) as flaky, OpenAICompatibleServer() as healthy:
         reg.register_route(
@@ -58,6 +75,7 @@ def test_1000_concurrent_calls_while_one_deployment_fails_half(reg: ProviderRegi
         )
         model = reg.create("chat")
         assert isinstance(model, RoutedModel)
+        assert model.status()[0].circuit == "closed"
 
         async def run() -> list[Any]:
             gate = asyncio.Semaphore(50)  # 50 in flight at a time, 1000 in all
@@ -71,26 +89,27 @@ def test_1000_concurrent_calls_while_one_deployment_fails_half(reg: ProviderRegi
         results = asyncio.run(run())
         failures = [r for r in results if isinstance(r, BaseException)]
         assert failures == []
-        assert model.status()[0].circuit == "open"  # half its calls failed: it opened
+        # The clock stood still: it opened once and stayed open for the whole run.
+        assert transitions() == ["opened"]
+        status = model.status()[0]
+        assert (status.circuit, status.seconds_until_close) == ("open", 10.0)
+        assert model.status()[1].circuit == "closed"
         sent_to_flaky = len(flaky.requests)
         # Weighted evenly it would get 500; once open (after ~10 calls at a 50% failure
         # rate), calls stopped going there: only what was in flight when it opened got in.
         assert sent_to_flaky < 150
-        # After the cooldown one trial goes through; a success closes the circuit.
-        now[0] += 10.0
+        now[0] = 9.999
+        assert model.status()[0].circuit == "open"
+        now[0] = 10.0
         assert model.status()[0].circuit == "half_open"
-        for i in range(20):
+        healed.set()  # the trial succeeds
+        for i in range(50):  # weighted: calls go to either until one is the trial
             model.invoke(f"after {i}")
-            if model.status()[0].circuit == "closed":
+            if len(flaky.requests) > sent_to_flaky:
                 break
-        assert model.status()[0].circuit in ("closed", "open")
-        assert len(flaky.requests) > sent_to_flaky  # the trial was sent
-
-
-class _Tracked(FakeChatModel):
-    """A fake model that counts the routes' calls in flight on it when closed."""
-
-    closed_with: list[int]
+        assert len(flaky.requests) == sent_to_flaky + 1  # exactly one trial was sent
+        assert model.status()[0].circuit == "closed"
+        assert transitions() == ["opened", "closed"]
 
 
 def test_a_route_replaced_50_times_during_1000_calls(reg: ProviderRegistry) -> None:
@@ -109,7 +128,6 @@ def test_a_route_replaced_50_times_during_1000_calls(reg: ProviderRegistry) -> N
     assert isinstance(model, RoutedModel)
     routes = [model.route]
     errors: list[BaseException] = []
-    done = threading.Event()
 
     def worker(n: int) -> None:
         for i in range(n):
@@ -132,7 +150,6 @@ def test_a_route_replaced_50_times_during_1000_calls(reg: ProviderRegistry) -> N
         routes.append(model.route)
     for t in threads:
         t.join()
-    done.set()
     assert errors == []
     assert len(set(map(id, routes))) == 51
     for old in routes[:-1]:
@@ -271,7 +288,28 @@ def test_least_busy_takes_the_fewest_in_flight(reg: ProviderRegistry) -> None:
     assert counts == {"a": 3, "b": 3}  # each new call went to the less busy one
 
 
-def test_latency_prefers_the_fastest_and_still_explores(reg: ProviderRegistry) -> None:
+def test_weighted_choices_repeat_for_a_seed(
+    reg: ProviderRegistry, seed_routes: Callable[[int], None]
+) -> None:
+    _fakes(reg, "abc")
+    deployments = [Deployment(n, {"model": "m"}) for n in "abc"]
+
+    def picks(seed: int) -> list[str]:
+        seed_routes(seed)
+        reg.register_route("chat", deployments, strategy="weighted", replace=True)
+        model = reg.create("chat")
+        return [model.invoke("x").text for _ in range(60)]
+
+    first = picks(7)
+    assert picks(7) == first  # the same seed: the same choices
+    assert picks(8) != first  # another seed: others (60 draws alike by chance: ~3**-60)
+    assert set(first) == {"a", "b", "c"}
+
+
+def test_latency_prefers_the_fastest_and_still_explores(
+    reg: ProviderRegistry, seed_routes: Callable[[int], None]
+) -> None:
+    seed_routes(3)  # the exploration's draws are fixed: the counts below are exact per backend
     _fakes(reg, "ab", latency={"a": 0.03, "b": 0.001})
     reg.register_route("chat", [Deployment(n, {"model": "m"}) for n in "ab"], strategy="latency")
     model = reg.create("chat")

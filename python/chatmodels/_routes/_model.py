@@ -5,10 +5,10 @@ replacements), counts itself on that route (so a replaced route drains before cl
 models), then loops: one `choose` of the route's chooser picks an eligible deployment and
 admits the call (strategy, circuit, limits, capacity), the deployment's model is called with
 what is left of the deadline, and one `finish` records the outcome; on a failover code the
-call moves to the next deployment not yet tried. The decisions and outcomes are module
-functions and `_Failover` methods shared by the four loops (invoke, ainvoke, stream,
-astream), which differ only in how they wait and call. A first attempt that succeeds
-allocates no object of its own: `_Failover` is made at the first refusal or failure.
+call moves to the next deployment not yet tried. Every decision and outcome is a method of
+`_Call`, the one call's state; two attempt loops drive it (`_answer`, `_aanswer`: they
+differ only in how they wait and call), each given how to send one attempt (invoke, ainvoke,
+stream, astream).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import (
     ChatModelError,
@@ -166,62 +166,148 @@ class RouteHealth(HealthStatus):
     deployments: tuple[tuple[str, HealthStatus], ...] = ()
 
 
-# -- one routed call's decisions and outcomes (shared by the four loops) ------------------------
+# -- one routed call: its decisions and outcomes, written once for the four drivers ------------
 
 
-class _Failover:
-    """A routed call after its first refusal or failure: the deployments it tried, each
-    attempt's error, the declared window a deployment must exceed, the time it waited."""
+class _Call:
+    """One routed call: what it sends and needs, its route, deadline and telemetry scope,
+    and its failover state (the deployments tried, each attempt's error, the declared window
+    a deployment must exceed, the time waited).
 
-    __slots__ = ("attempts", "min_window", "tried", "wait", "waited")
+    Every decision is a method here; the drivers (`_answer` and `_aanswer`, and the four
+    calls around them) only wait, call the deployment and relay its reply. `pick` chooses
+    and admits; after the attempt, `failed` says whether to choose again, or `succeeded`
+    (or `abandoned`) records the outcome. A first attempt that succeeds builds no list.
+    """
 
-    def __init__(self) -> None:
-        self.tried: list[int] = []
-        self.attempts: list[ChatModelError] = []
+    __slots__ = (
+        "admission",
+        "attempts",
+        "by_deadline",
+        "deadline",
+        "est",
+        "given",
+        "kw",
+        "latency",
+        "min_window",
+        "msgs",
+        "needs",
+        "params",
+        "route",
+        "scope",
+        "tried",
+        "wait",
+        "waited",
+    )
+
+    route: Route
+    admission: Admission
+    kw: dict[str, Any]
+    latency: float
+
+    def __init__(
+        self,
+        messages: MessagesLike,
+        params: dict[str, Any],
+        defaults: Mapping[str, Any],
+        stream: bool,
+        op: str,
+    ) -> None:
+        """Check the call before anything is sent: the messages to send, the parameters
+        (`defaults` under them), the capability bits it needs, its estimated tokens and its
+        own ``timeout=``."""
+        chars = _plain_chars(messages)
+        if chars >= 0:
+            tokens_in, needs = -(-chars // CHARS_PER_TOKEN), 0
+        else:
+            # A list of Message objects: the deployment's own check of it is the cheapest.
+            messages = list(to_messages(messages, op))
+            tokens_in, needs = _scan(messages)
+        if defaults:
+            params = {**defaults, **params}
+        given = None
+        max_tokens = None
+        if params:
+            needs |= _param_needs(params)
+            max_tokens = params.get("max_tokens")
+            given = params.pop("timeout", None)
+        if stream:
+            needs |= _STREAMING
+        out = max_tokens if type(max_tokens) is int and max_tokens > 0 else DEFAULT_OUTPUT_TOKENS
+        self.msgs: Any = messages
+        self.params = params
+        self.needs = needs
+        self.est = tokens_in + out
+        self.given: float | None = given
+        self.scope: RouteScope = NOOP_ROUTE_SCOPE
+        self.deadline: float | None = None
+        self.tried: tuple[int, ...] = ()
+        self.attempts: tuple[ChatModelError, ...] = ()
         self.min_window: int | None = None
         self.waited = 0.0
-        self.wait = 0.0  # the wait `refused` allowed last
+        self.wait = 0.0  # the wait `pick` allowed last
+        self.by_deadline = False  # whether the attempt was given all the deadline left
 
-    def _own(self) -> _Failover:
-        """Self, or a new one in place of `_FIRST` (which is never written)."""
-        return _Failover() if self is _FIRST else self
+    def begin(self, route: Route, op: str) -> None:
+        """Start the call's telemetry on `route` and its deadline (its own ``timeout=``,
+        else the route's)."""
+        self.route = route
+        self.scope = _telemetry.start(route, op)
+        limit = self.given
+        if limit is None:
+            limit = route.timeout
+        if limit is not None:
+            self.deadline = time.monotonic() + limit
 
-    def refused(
-        self,
-        route: Route,
-        admission: Admission,
-        needs: int,
-        est: int,
-        deadline: float | None,
-        scope: RouteScope,
-    ) -> _Failover:
-        """No deployment admitted the call: the state to wait with (its `wait` the seconds to
-        sleep before choosing again); raises when the call may not wait."""
+    def pick(self) -> ChatModel | None:
+        """One decision: the admitted deployment's model (`kw` the parameters to send it),
+        or None when the call is to sleep `wait` seconds and choose again; raises when no
+        deployment may take the call and it may not wait."""
+        route = self.route
+        admission = route.choose(route.clock(), self.est, self.needs, self.tried, self.min_window)
+        self.admission = admission
+        if admission.reason:
+            self._refused(admission)
+            return None
+        index = admission.index
+        deadline = self.deadline
+        if deadline is None:
+            self.kw = self.params
+            return route.models[index]
+        left = deadline - time.monotonic()
+        if left < _MIN_ATTEMPT:
+            raise self._timeout()
+        # Each attempt gets what is left of the deadline when that is less than the
+        # deployment's own request timeout.
+        own = route.attempt_limits[index]
+        self.by_deadline = own is None or own > left
+        self.kw = {**self.params, "timeout": left} if self.by_deadline else self.params
+        return route.models[index]
+
+    def _refused(self, admission: Admission) -> None:
+        route = self.route
         wait = admission.wait
         if admission.reason in _RATE and wait is not None:
+            deadline = self.deadline
             left = deadline - time.monotonic() if deadline is not None else math.inf
             if self.waited + wait <= route.max_wait and wait < left:
-                fo = self._own()
-                fo.waited += wait
-                fo.wait = wait
-                scope.delayed(route.deployments[admission.index], wait)
-                return fo
-            scope.rejected(route.deployments[admission.index])
-            raise self._rate_limited(route, wait)
-        raise self._unavailable(route, needs, est)
+                self.waited += wait
+                self.wait = wait
+                self.scope.delayed(route.deployments[admission.index], wait)
+                return
+            self.scope.rejected(route.deployments[admission.index])
+            raise self._rate_limited(wait)
+        raise self._unavailable()
 
-    def failed(
-        self,
-        route: Route,
-        admission: Admission,
-        error: ChatModelError,
-        scope: RouteScope,
-        by_deadline: bool,
-        may_move: bool = True,
-    ) -> _Failover | None:
-        """Record a failed attempt (`by_deadline`: it was given all the deadline left); the
-        state to choose again with, or None when the call fails with `error`."""
-        fo = self._own()
+    @property
+    def number(self) -> int:
+        """The attempt's number, from 1."""
+        return len(self.attempts) + 1
+
+    def failed(self, error: ChatModelError, may_move: bool = True) -> bool:
+        """Record the attempt's failure: True to choose again, False when the call fails
+        with `error` (`may_move` False: a stream's first chunk reached the caller)."""
+        route, admission, scope = self.route, self.admission, self.scope
         index = admission.index
         code = error.code
         moves = code in route.failover_on
@@ -234,34 +320,42 @@ class _Failover:
         change = route.finish(
             admission, now, _FAILURE if counts else _NOT_COUNTED, tokens, None, retry_after
         )
-        fo.tried.append(index)
-        fo.attempts.append(error)
-        scope.attempt_failed(index, len(fo.attempts), error)
+        self.tried += (index,)
+        self.attempts += (error,)
+        scope.attempt_failed(index, len(self.attempts), error)
         if change == _OPENED:
             cooldown = route.state.snapshot(index, now).seconds_until_close
             _telemetry.circuit_opened(route, index, error, cooldown, scope)
         if code is _CONTEXT:
             window = route.windows[index]
-            fo.min_window = max(window or 0, fo.min_window or 0)
-        if code is ErrorCode.TIMEOUT and by_deadline:
-            raise fo._timeout(route)  # the call's own deadline ran out, not the deployment
+            self.min_window = max(window or 0, self.min_window or 0)
+        if code is ErrorCode.TIMEOUT and self.by_deadline:
+            raise self._timeout()  # the call's own deadline ran out, not the deployment
         if moves and may_move:
             scope.failover(index, error)
-            return fo
-        return None
+            return True
+        return False
 
-    def attempt_timeout(self, route: Route, index: int, deadline: float) -> float | None:
-        """What is left of the call's deadline when it is less than deployment `index`'s
-        own request timeout (None: the deployment's own bounds the attempt); raises once the
-        deadline ran out."""
-        left = deadline - time.monotonic()
-        if left < _MIN_ATTEMPT:
-            raise self._timeout(route)
-        own = route.attempt_limits[index]
-        return left if own is None or own > left else None
+    def succeeded(self, usage: Any, end: bool = True) -> None:
+        """Record the success of the admitted attempt, `latency` seconds to its answer
+        (`usage`: the reply's, to correct the token estimate); with `end`, the call's
+        telemetry ends well."""
+        route = self.route
+        tokens = usage.total_tokens or (usage.input_tokens + usage.output_tokens) if usage else None
+        if route.finish(self.admission, route.clock(), _SUCCESS, tokens or None, self.latency) == (
+            _CLOSED
+        ):
+            _telemetry.circuit_closed(route, self.admission.index, self.scope)
+        if end and self.scope is not NOOP_ROUTE_SCOPE:
+            self.scope.end(None)
 
-    def _unavailable(self, route: Route, needs: int, est: int) -> ChatModelError:
-        attempts = self.attempts
+    def abandoned(self) -> None:
+        """Release an attempt that ended neither way (cancelled, closed early)."""
+        route = self.route
+        route.finish(self.admission, route.clock(), _NOT_COUNTED)
+
+    def _unavailable(self) -> ChatModelError:
+        route, attempts = self.route, self.attempts
         if attempts:
             tried = "; ".join(
                 f"{route.deployments[i].label}: {e.code.value}"
@@ -269,15 +363,16 @@ class _Failover:
             )
             detail = f"route {route.name!r}: every eligible deployment failed ({tried})"
         else:
-            why = _why(route, needs, est)
+            why = _why(route, self.needs, self.est)
             detail = f"route {route.name!r}: no deployment may take the call ({why})"
         error = ProviderUnavailableError(detail, op="route", provider=route.name)
-        error.attempts = tuple(attempts)
+        error.attempts = attempts
         if attempts:
             error.__cause__ = attempts[-1]
         return error
 
-    def _rate_limited(self, route: Route, wait: float) -> ChatModelError:
+    def _rate_limited(self, wait: float) -> ChatModelError:
+        route = self.route
         when = "unknown" if not math.isfinite(wait) else f"{wait:.3g} s"
         error = RateLimitError(
             f"route {route.name!r}: every eligible deployment is at its rate limit"
@@ -286,24 +381,96 @@ class _Failover:
             provider=route.name,
         )
         error.retry_after = wait if math.isfinite(wait) else None
-        error.attempts = tuple(self.attempts)
+        error.attempts = self.attempts
         return error
 
-    def _timeout(self, route: Route) -> ChatModelError:
+    def _timeout(self) -> ChatModelError:
+        route = self.route
         error = TimeoutError(
             f"route {route.name!r}: the call's deadline ran out after"
             f" {len(self.attempts)} attempt(s)",
             op="route",
             provider=route.name,
         )
-        error.attempts = tuple(self.attempts)
+        error.attempts = self.attempts
         if self.attempts:
             error.__cause__ = self.attempts[-1]
         return error
 
 
-_FIRST = _Failover()
-"""The first attempt's state: nothing tried, nothing waited (never written)."""
+_T = TypeVar("_T")
+
+
+def _answer(call: _Call, send: Callable[[_Call, ChatModel], _T]) -> _T:
+    """Attempts until a deployment answers: what `send` returned (`call.latency` the
+    seconds it took); raises the error the call fails with."""
+    while True:
+        model = call.pick()
+        if model is None:
+            time.sleep(call.wait)
+            continue
+        start = time.perf_counter()
+        try:
+            answer = send(call, model)
+        except ChatModelError as error:
+            if call.failed(error):
+                continue
+            raise
+        except BaseException:
+            call.abandoned()
+            raise
+        call.latency = time.perf_counter() - start
+        return answer
+
+
+async def _aanswer(call: _Call, send: Callable[[_Call, ChatModel], Awaitable[_T]]) -> _T:
+    """Async `_answer`."""
+    import asyncio
+
+    while True:
+        model = call.pick()
+        if model is None:
+            await asyncio.sleep(call.wait)
+            continue
+        start = time.perf_counter()
+        try:
+            answer = await send(call, model)
+        except ChatModelError as error:
+            if call.failed(error):
+                continue
+            raise
+        except BaseException:
+            call.abandoned()
+            raise
+        call.latency = time.perf_counter() - start
+        return answer
+
+
+def _send_invoke(call: _Call, model: ChatModel) -> ChatResponse:
+    scope, kw = call.scope, call.kw
+    if scope is NOOP_ROUTE_SCOPE:  # no telemetry: no context to enter
+        # No parameters: a plain call (`**{}` cost 0.95k instructions).
+        return model.invoke(call.msgs, **kw) if kw else model.invoke(call.msgs)
+    with scope.attempt(call.admission.index, call.number):
+        return model.invoke(call.msgs, **kw)
+
+
+async def _send_ainvoke(call: _Call, model: ChatModel) -> ChatResponse:
+    with call.scope.attempt(call.admission.index, call.number):
+        return await model.ainvoke(call.msgs, **call.kw)
+
+
+def _send_stream(call: _Call, model: ChatModel) -> tuple[ChatStream, ChatChunk | None]:
+    """The deployment's stream and its first chunk (None: it ended without one)."""
+    with call.scope.attempt(call.admission.index, call.number):
+        stream = model.stream(call.msgs, **call.kw)
+        return stream, next(stream, None)
+
+
+async def _send_astream(call: _Call, model: ChatModel) -> tuple[AsyncChatStream, ChatChunk | None]:
+    with call.scope.attempt(call.admission.index, call.number):
+        stream = model.astream(call.msgs, **call.kw)
+        return stream, await anext(stream, None)
 
 
 def _why(route: Route, needs: int, est: int) -> str:
@@ -321,20 +488,6 @@ def _why(route: Route, needs: int, est: int) -> str:
         snap = route.state.snapshot(i, now)
         parts.append(f"{d.label}: circuit {snap.circuit}")
     return "; ".join(parts)
-
-
-def _succeeded(
-    route: Route, admission: Admission, latency: float, usage: Any, scope: RouteScope
-) -> None:
-    """Record a success (`usage`: the reply's, to correct the token estimate)."""
-    tokens = usage.total_tokens or (usage.input_tokens + usage.output_tokens) if usage else None
-    if route.finish(admission, route.clock(), _SUCCESS, tokens or None, latency) == _CLOSED:
-        _telemetry.circuit_closed(route, admission.index, scope)
-
-
-def _abandoned(route: Route, admission: Admission) -> None:
-    """Release an attempt that ended neither way (cancelled, closed early)."""
-    route.finish(admission, route.clock(), _NOT_COUNTED)
 
 
 class RoutedModel(ChatModel):
@@ -402,76 +555,19 @@ class RoutedModel(ChatModel):
                 return route
             route = self._route = None  # retired since: look the name up again
 
-    def _start(
-        self, messages: MessagesLike, params: dict[str, Any], stream: bool, op: str
-    ) -> tuple[Any, dict[str, Any], int, int, float | None]:
-        """(the messages to send, the parameters, the capability bits the call needs, its
-        estimated tokens, its own ``timeout=``), checked before anything is sent."""
-        chars = _plain_chars(messages)
-        if chars >= 0:
-            tokens_in, needs = -(-chars // CHARS_PER_TOKEN), 0
-        else:
-            # A list of Message objects: the deployment's own check of it is the cheapest.
-            messages = list(to_messages(messages, op))
-            tokens_in, needs = _scan(messages)
-        if self._defaults:
-            params = {**self._defaults, **params}
-        given = None
-        max_tokens = None
-        if params:
-            needs |= _param_needs(params)
-            max_tokens = params.get("max_tokens")
-            given = params.pop("timeout", None)
-        if stream:
-            needs |= _STREAMING
-        out = max_tokens if type(max_tokens) is int and max_tokens > 0 else DEFAULT_OUTPUT_TOKENS
-        return messages, params, needs, tokens_in + out, given
-
     # -- invoke -----------------------------------------------------------------------------
 
     def invoke(self, messages: MessagesLike, **params: Any) -> ChatResponse:
         """Send `messages` to the route's chosen deployment, failing over on failure codes."""
-        msgs, params, needs, est, given = self._start(messages, params, False, "invoke")
+        call = _Call(messages, params, self._defaults, False, "invoke")
         route = self._enter("invoke")
-        scope = NOOP_ROUTE_SCOPE
         try:
-            scope = _telemetry.start(route, "invoke")
-            limit = given if given is not None else route.timeout
-            deadline = None if limit is None else time.monotonic() + limit
-            fo = _FIRST
-            while True:
-                admission = route.choose(route.clock(), est, needs, fo.tried, fo.min_window)
-                if admission.reason:
-                    fo = fo.refused(route, admission, needs, est, deadline, scope)
-                    time.sleep(fo.wait)
-                    continue
-                index = admission.index
-                timeout = None if deadline is None else fo.attempt_timeout(route, index, deadline)
-                kw = params if timeout is None else {**params, "timeout": timeout}
-                model = route.models[index]
-                start = time.perf_counter()
-                try:
-                    if scope is NOOP_ROUTE_SCOPE:  # no telemetry: no context to enter
-                        # No parameters: a plain call (`**{}` cost 0.95k instructions).
-                        response = model.invoke(msgs, **kw) if kw else model.invoke(msgs)
-                    else:
-                        with scope.attempt(index, len(fo.attempts) + 1):
-                            response = model.invoke(msgs, **kw)
-                except ChatModelError as error:
-                    moved = fo.failed(route, admission, error, scope, timeout is not None)
-                    if moved is None:
-                        raise
-                    fo = moved
-                    continue
-                except BaseException:
-                    _abandoned(route, admission)
-                    raise
-                _succeeded(route, admission, time.perf_counter() - start, response.usage, scope)
-                if scope is not NOOP_ROUTE_SCOPE:
-                    scope.end(None)
-                return response
+            call.begin(route, "invoke")
+            response = _answer(call, _send_invoke)
+            call.succeeded(response.usage)
+            return response
         except BaseException as exc:
-            scope.end(exc)
+            call.scope.end(exc)
             raise
         finally:
             if route.leave():
@@ -479,45 +575,15 @@ class RoutedModel(ChatModel):
 
     async def ainvoke(self, messages: MessagesLike, **params: Any) -> ChatResponse:
         """Async `invoke`."""
-        import asyncio
-
-        msgs, params, needs, est, given = self._start(messages, params, False, "ainvoke")
+        call = _Call(messages, params, self._defaults, False, "ainvoke")
         route = self._enter("ainvoke")
-        scope = NOOP_ROUTE_SCOPE
         try:
-            scope = _telemetry.start(route, "invoke")
-            limit = given if given is not None else route.timeout
-            deadline = None if limit is None else time.monotonic() + limit
-            fo = _FIRST
-            while True:
-                admission = route.choose(route.clock(), est, needs, fo.tried, fo.min_window)
-                if admission.reason:
-                    fo = fo.refused(route, admission, needs, est, deadline, scope)
-                    await asyncio.sleep(fo.wait)
-                    continue
-                index = admission.index
-                timeout = None if deadline is None else fo.attempt_timeout(route, index, deadline)
-                kw = params if timeout is None else {**params, "timeout": timeout}
-                model = route.models[index]
-                start = time.perf_counter()
-                try:
-                    with scope.attempt(index, len(fo.attempts) + 1):
-                        response = await model.ainvoke(msgs, **kw)
-                except ChatModelError as error:
-                    moved = fo.failed(route, admission, error, scope, timeout is not None)
-                    if moved is None:
-                        raise
-                    fo = moved
-                    continue
-                except BaseException:
-                    _abandoned(route, admission)
-                    raise
-                _succeeded(route, admission, time.perf_counter() - start, response.usage, scope)
-                if scope is not NOOP_ROUTE_SCOPE:
-                    scope.end(None)
-                return response
+            call.begin(route, "invoke")
+            response = await _aanswer(call, _send_ainvoke)
+            call.succeeded(response.usage)
+            return response
         except BaseException as exc:
-            scope.end(exc)
+            call.scope.end(exc)
             raise
         finally:
             if route.leave():
@@ -528,134 +594,68 @@ class RoutedModel(ChatModel):
     def stream(self, messages: MessagesLike, **params: Any) -> ChatStream:
         """Stream from the chosen deployment; failover happens only before the first chunk
         reaches the caller (text shown cannot be taken back)."""
-        start = self._start(messages, params, True, "stream")
-        return ChatStream(self._stream_batches_of(*start), NOOP_SCOPE, self, "stream")
+        call = _Call(messages, params, self._defaults, True, "stream")
+        return ChatStream(self._stream_batches_of(call), NOOP_SCOPE, self, "stream")
 
     def astream(self, messages: MessagesLike, **params: Any) -> AsyncChatStream:
         """Async `stream`."""
-        start = self._start(messages, params, True, "astream")
-        return AsyncChatStream(self._astream_batches_of(*start), NOOP_SCOPE, self, "astream")
+        call = _Call(messages, params, self._defaults, True, "astream")
+        return AsyncChatStream(self._astream_batches_of(call), NOOP_SCOPE, self, "astream")
 
-    def _stream_batches_of(
-        self, msgs: Any, params: dict[str, Any], needs: int, est: int, given: float | None
-    ) -> Iterator[Sequence[ChatChunk]]:
+    def _stream_batches_of(self, call: _Call) -> Iterator[Sequence[ChatChunk]]:
         route = self._enter("stream")
-        scope = NOOP_ROUTE_SCOPE
         try:
-            scope = _telemetry.start(route, "stream")
-            limit = given if given is not None else route.timeout
-            deadline = None if limit is None else time.monotonic() + limit
-            fo = _FIRST
-            while True:
-                admission = route.choose(route.clock(), est, needs, fo.tried, fo.min_window)
-                if admission.reason:
-                    fo = fo.refused(route, admission, needs, est, deadline, scope)
-                    time.sleep(fo.wait)
-                    continue
-                index = admission.index
-                timeout = None if deadline is None else fo.attempt_timeout(route, index, deadline)
-                kw = params if timeout is None else {**params, "timeout": timeout}
-                model = route.models[index]
-                start = time.perf_counter()
-                try:
-                    with scope.attempt(index, len(fo.attempts) + 1):
-                        stream = model.stream(msgs, **kw)
-                        first = next(stream, None)
-                except ChatModelError as error:
-                    moved = fo.failed(route, admission, error, scope, timeout is not None)
-                    if moved is None:
-                        raise
-                    fo = moved
-                    continue
-                except BaseException:
-                    _abandoned(route, admission)
-                    raise
-                latency = time.perf_counter() - start
-                usage = None
-                try:
-                    if first is not None:
-                        usage = first.usage
-                        yield (first,)
-                        for chunk in stream:
-                            if chunk.usage is not None:
-                                usage = chunk.usage
-                            yield (chunk,)
-                except ChatModelError as error:
-                    # After the first chunk: the error reaches the caller as it is.
-                    fo.failed(route, admission, error, scope, timeout is not None, False)
-                    raise
-                except BaseException:  # closed early or cancelled: the deployment is fine
-                    _succeeded(route, admission, latency, usage, scope)
-                    stream.close()
-                    raise
-                _succeeded(route, admission, latency, usage, scope)
-                scope.end(None)
-                return
+            call.begin(route, "stream")
+            stream, first = _answer(call, _send_stream)
+            usage = None
+            try:
+                if first is not None:
+                    usage = first.usage
+                    yield (first,)
+                    for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        yield (chunk,)
+            except ChatModelError as error:
+                # After the first chunk: the error reaches the caller as it is.
+                call.failed(error, False)
+                raise
+            except BaseException:  # closed early or cancelled: the deployment is fine
+                call.succeeded(usage, False)
+                stream.close()
+                raise
+            call.succeeded(usage)
         except BaseException as exc:
-            scope.end(exc)
+            call.scope.end(exc)
             raise
         finally:
             if route.leave():
                 route.drained()
 
-    async def _astream_batches_of(
-        self, msgs: Any, params: dict[str, Any], needs: int, est: int, given: float | None
-    ) -> AsyncIterator[Sequence[ChatChunk]]:
-        import asyncio
-
+    async def _astream_batches_of(self, call: _Call) -> AsyncIterator[Sequence[ChatChunk]]:
         route = self._enter("astream")
-        scope = NOOP_ROUTE_SCOPE
         try:
-            scope = _telemetry.start(route, "stream")
-            limit = given if given is not None else route.timeout
-            deadline = None if limit is None else time.monotonic() + limit
-            fo = _FIRST
-            while True:
-                admission = route.choose(route.clock(), est, needs, fo.tried, fo.min_window)
-                if admission.reason:
-                    fo = fo.refused(route, admission, needs, est, deadline, scope)
-                    await asyncio.sleep(fo.wait)
-                    continue
-                index = admission.index
-                timeout = None if deadline is None else fo.attempt_timeout(route, index, deadline)
-                kw = params if timeout is None else {**params, "timeout": timeout}
-                model = route.models[index]
-                start = time.perf_counter()
-                try:
-                    with scope.attempt(index, len(fo.attempts) + 1):
-                        stream = model.astream(msgs, **kw)
-                        first = await anext(stream, None)
-                except ChatModelError as error:
-                    moved = fo.failed(route, admission, error, scope, timeout is not None)
-                    if moved is None:
-                        raise
-                    fo = moved
-                    continue
-                except BaseException:
-                    _abandoned(route, admission)
-                    raise
-                latency = time.perf_counter() - start
-                usage = None
-                try:
-                    if first is not None:
-                        usage = first.usage
-                        yield (first,)
-                        async for chunk in stream:
-                            if chunk.usage is not None:
-                                usage = chunk.usage
-                            yield (chunk,)
-                except ChatModelError as error:
-                    fo.failed(route, admission, error, scope, timeout is not None, False)
-                    raise
-                except BaseException:
-                    _succeeded(route, admission, latency, usage, scope)
-                    await stream.aclose()
-                    raise
-                _succeeded(route, admission, latency, usage, scope)
-                scope.end(None)
-                return
+            call.begin(route, "stream")
+            stream, first = await _aanswer(call, _send_astream)
+            usage = None
+            try:
+                if first is not None:
+                    usage = first.usage
+                    yield (first,)
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        yield (chunk,)
+            except ChatModelError as error:
+                call.failed(error, False)
+                raise
+            except BaseException:
+                call.succeeded(usage, False)
+                await stream.aclose()
+                raise
+            call.succeeded(usage)
         except BaseException as exc:
-            scope.end(exc)
+            call.scope.end(exc)
             raise
         finally:
             if route.leave():

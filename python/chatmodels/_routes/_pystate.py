@@ -5,7 +5,7 @@ Same API, results and errors as `chatmodels._core.RouteState`; the rules are in
 the few operations of one decision; `in_flight` and `latency` read a field without it.
 `choose` orders by the route's `Plan` (`Plan.order`, shared with `OrderedChooser`) and
 admits through `acquire_first`. The weighted keys and the latency exploration draw from
-`random`, not from the seeded generator of the jitter.
+`pick_generator(seed)`, apart from the jitter's splitmix64 draws.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ._state import (
     PlanRow,
     Reason,
     Transition,
+    pick_generator,
 )
 from ._types import CircuitState
 
@@ -296,6 +297,7 @@ class RouteState:
         self._jitter = float(jitter)
         self._rng = seed
         self._rng_lock = threading.Lock()
+        self._pick = pick_generator(seed)
 
     def __len__(self) -> int:
         return len(self._deployments)
@@ -392,7 +394,7 @@ class RouteState:
         now = _time(now)
         if est_tokens < 0:
             raise ValueError("est_tokens must be >= 0")
-        order = self._plan.order(self, needs, est_tokens, tried, min_window)
+        order = self._plan.order(self, needs, est_tokens, tried, min_window, self._pick)
         return self.acquire_first(order, now, est_tokens)
 
     def finish(

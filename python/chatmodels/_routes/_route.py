@@ -25,6 +25,7 @@ from .._errors import (
     suggest,
 )
 from .._metadata import Capability, ProviderMetadata, ProviderOptions, capability_mask
+from . import _telemetry
 from ._deployment import Deployment
 from ._state import (
     STRATEGIES,
@@ -240,6 +241,8 @@ class Route:
                 return self
             plan = _plan(self.strategy, self.deployments, models)
             chooser = _chooser(self.state, plan, shared=self.state_source is not None)
+            # The capabilities every deployment shares may change with a replaced entry.
+            metadata = _route_metadata(self.name, models, self.strategy)
             successor = Route(
                 registry,
                 self.name,
@@ -254,14 +257,15 @@ class Route:
                 chooser=chooser,
                 models=tuple(models),
                 entries=tuple(entries),
-                metadata=self.metadata,
+                metadata=metadata,
             )
             successor.state_source = self.state_source
             registry._table.insert(
-                self.name, _entry(successor), self.metadata.capability_mask, True, "route"
+                self.name, _entry(successor), metadata.capability_mask, True, "route"
             )
             successor.version = registry.version
             self.retire(successor)
+            _telemetry.watch(successor)
             return successor
 
     def route_names(self) -> set[str]:
@@ -559,6 +563,7 @@ def build_route(
         route.version = registry.version
         if old is not None:
             old.retire()
+    _telemetry.watch(route)
     return metadata
 
 

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = [
     "LATENCY_ALPHA",
     "LATENCY_EXPLORE",
+    "PICK_SALT",
+    "SEEDS",
     "STRATEGIES",
     "WINDOW",
     "Admission",
@@ -73,6 +75,8 @@ __all__ = [
     "breaker_tuple",
     "new_call_gate",
     "new_route_state",
+    "pick_generator",
+    "route_seed",
 ]
 
 WINDOW = 60.0
@@ -87,6 +91,27 @@ DEFAULT_JITTER = 0.1
 LATENCY_EXPLORE = 0.05
 """The share of ``latency``-strategy choices that put a random eligible deployment first, so
 that every deployment's estimate stays fresh."""
+
+PICK_SALT = 0x6A09_E667_F3BC_C909
+"""XORed into a state's seed to seed its choosing draws apart from its jitter's (both
+implementations)."""
+
+SEEDS = random.Random()
+"""Where a route state built without a `seed` draws one (`route_seed`). Tests replace it
+(monkeypatch) with a seeded generator, so that the routes they register repeat their random
+choices and jitter exactly, on either backend."""
+
+
+def route_seed() -> int:
+    """A new route state's seed in [0, 2**64), from `SEEDS`."""
+    return SEEDS.getrandbits(64)
+
+
+def pick_generator(seed: int) -> random.Random:
+    """The generator of the choosing draws (weighted keys, latency exploration) of a state
+    seeded by `seed`, in Python (the twin's and `OrderedChooser`'s)."""
+    return random.Random(seed ^ PICK_SALT)
+
 
 Strategy = Literal["priority", "weighted", "least_busy", "latency"]
 STRATEGIES: tuple[Strategy, ...] = ("priority", "weighted", "least_busy", "latency")
@@ -317,8 +342,10 @@ class Plan:
         est_tokens: int,
         tried: Sequence[int],
         min_window: int | None,
+        rand: random.Random,
     ) -> Sequence[int]:
-        """The eligible deployments (see `Chooser.choose`) in the strategy's order."""
+        """The eligible deployments (see `Chooser.choose`) in the strategy's order; the
+        weighted keys and the latency exploration draw from `rand`."""
         if not tried and min_window is None and self.plain and needs & self.common == needs:
             if self.strategy == "priority":
                 return self.indices
@@ -342,26 +369,28 @@ class Plan:
             out.sort(key=state.in_flight)
         elif strategy == "weighted":
             weights = self.weights
-            rand = random.random
+            unit = rand.random
             # Weighted sampling without replacement (Efraimidis-Spirakis keys).
-            out.sort(key=lambda i: rand() ** (1.0 / weights[i]), reverse=True)
+            out.sort(key=lambda i: unit() ** (1.0 / weights[i]), reverse=True)
         else:  # latency: no sample yet first, then the lowest average
             latency = state.latency
             out.sort(key=lambda i: (lat := latency(i)) is not None and lat)
-            if random.random() < LATENCY_EXPLORE:
-                out.insert(0, out.pop(random.randrange(len(out))))
+            if rand.random() < LATENCY_EXPLORE:
+                out.insert(0, out.pop(rand.randrange(len(out))))
         return out
 
 
 class OrderedChooser:
     """A `Chooser` over any `RouteState` (a shared store's): the plan's order in Python,
-    then the state's `acquire_first`; `finish` reads the circuit around `release`."""
+    then the state's `acquire_first`; `finish` reads the circuit around `release`. Its
+    draws come from `pick_generator(seed)` (None: `route_seed()`)."""
 
-    __slots__ = ("_plan", "_state")
+    __slots__ = ("_plan", "_rand", "_state")
 
-    def __init__(self, state: RouteState, plan: Plan) -> None:
+    def __init__(self, state: RouteState, plan: Plan, seed: int | None = None) -> None:
         self._state = state
         self._plan = plan
+        self._rand = pick_generator(route_seed() if seed is None else seed)
 
     def choose(
         self,
@@ -373,7 +402,7 @@ class OrderedChooser:
     ) -> Admission:
         """See `Chooser.choose`."""
         state = self._state
-        order = self._plan.order(state, needs, est_tokens, tried, min_window)
+        order = self._plan.order(state, needs, est_tokens, tried, min_window, self._rand)
         return state.acquire_first(order, now, est_tokens)
 
     def finish(
@@ -459,9 +488,10 @@ def new_route_state(
 ) -> RouteState:
     """A route's in-process state: the Rust core's, or the twin's under the python backend.
 
-    `jitter` in [0, 1) and `seed` (None: random) fix the re-opening jitter (tests pass 0.0
-    or a seed). With a `plan` the state is also the route's `Chooser` (without one, its
-    `choose` takes the deployments in order, each having every capability).
+    `jitter` in [0, 1) and `seed` (None: `route_seed()`) fix the re-opening jitter and the
+    choosing draws (tests pass 0.0 or a seed). With a `plan` the state is also the route's
+    `Chooser` (without one, its `choose` takes the deployments in order, each having every
+    capability).
     """
     from .. import _backend
     from . import _pystate
@@ -469,6 +499,8 @@ def new_route_state(
     chosen = backend or _backend.backend()
     rows = [(lim.rpm, lim.tpm, lim.max_concurrency) for lim in limits]
     settings = breaker_tuple(breaker)
+    if seed is None:
+        seed = route_seed()
     row = plan.row() if plan is not None else None
     if chosen == "python":
         return _pystate.RouteState(rows, settings, jitter, seed, row)

@@ -15,8 +15,9 @@ new one) is shared by its attempts, their errors and the circuit log records.
 
 Metrics, on the container's meter: ``chatmodels.route.attempts`` (by deployment and
 outcome), ``chatmodels.route.failovers``, ``chatmodels.route.rate_limited`` (decision delayed
-or rejected) and the ``chatmodels.route.circuit_state`` gauge (0 closed, 1 half_open, 2 open);
-with a `RedisState`, ``chatmodels.route.state.outages`` and ``chatmodels.route.state.fallbacks``.
+or rejected) and the ``chatmodels.route.circuit_state`` gauge (0 closed, 1 half_open, 2 open;
+a route is on it from its registration, `watch`, or else from its first call); with a
+`RedisState`, ``chatmodels.route.state.outages`` and ``chatmodels.route.state.fallbacks``.
 
 Circuit openings (WARNING) and closings (INFO) are log records on ``chatmodels.routes``
 whether or not OpenTelemetry is loaded. Telemetry never raises into a call.
@@ -48,7 +49,14 @@ if TYPE_CHECKING:
     from ._deployment import Deployment
     from ._route import Route
 
-__all__ = ["NOOP_ROUTE_SCOPE", "RouteScope", "circuit_closed", "circuit_opened", "start"]
+__all__ = [
+    "NOOP_ROUTE_SCOPE",
+    "RouteScope",
+    "circuit_closed",
+    "circuit_opened",
+    "start",
+    "watch",
+]
 
 logger = get_logger("chatmodels.routes")
 
@@ -120,6 +128,27 @@ def start(route: Route, op: str) -> RouteScope:
         return _start(route, op)
     except Exception:  # never break the caller over telemetry
         return NOOP_ROUTE_SCOPE
+
+
+def watch(route: Route) -> None:
+    """Show a newly registered `route`'s deployments on the circuit gauge (as closed until
+    its first call says otherwise), when its container records metrics."""
+    if "opentelemetry" not in sys.modules:  # no SDK: the first call watches it
+        return
+    try:
+        container = route.registry.container or container_module._global
+        if container is None:
+            container = container_module.get_container()
+        runtime = container._runtime or container.runtime()
+        if runtime.off:
+            return
+        metrics = runtime.call_metrics
+        if runtime.proxied:
+            metrics = runtime.live()[1]
+        if metrics is not None:
+            metrics.watch_route(route)
+    except Exception:  # never break a registration over telemetry
+        return
 
 
 def _start(route: Route, op: str) -> RouteScope:
